@@ -1,0 +1,413 @@
+"""``SMHClient``: one aiohttp session, requests executed with retries and token refresh."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import SimpleNamespace, TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from smh_async import _protocol as proto
+from smh_async._auth import LibrarySecretToken, StaticToken, TokenProvider
+from smh_async._errors import SMHConfigError, SMHError, SMHTimeoutError, SMHTransportError
+from smh_async._logging import library_logger
+from smh_async._models import (
+    EmptyBinResult,
+    PurgeOutcome,
+    PurgeSummary,
+    RecycleBinPage,
+    Space,
+    SpaceUsage,
+)
+from smh_async._protocol import Request, Response, TokenGrant
+from smh_async._retry import RateLimiter, RetryPolicy
+from smh_async._settings import SMHSettings
+
+__all__ = ["SMHClient"]
+
+MAX_BODY = 16 * 1024 * 1024
+USAGE_BATCH = 100
+# Connections beyond the worker count, so listing/usage calls never queue behind purges.
+SPARE_CONNECTIONS = 8
+
+OutcomeCallback = Callable[[PurgeOutcome], Awaitable[None] | None]
+
+
+class SMHClient:
+    """Async client for the SMH business API. Use as ``async with SMHClient(settings):``.
+
+    It owns one ``aiohttp.ClientSession`` (connector limit above the concurrency, so time in
+    the pool queue never counts against a timeout) unless ``session`` is given: a borrowed
+    session is used as is and never closed. Every request is retried per
+    :class:`RetryPolicy`; ``403 InvalidAccessToken`` triggers one re-mint when the token
+    came from a library secret.
+    """
+
+    def __init__(
+        self,
+        settings: SMHSettings | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        token_provider: TokenProvider | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = SMHSettings(**overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        if not settings.library_id:
+            raise SMHConfigError(
+                "invalid settings: library_id (SMH_LIBRARY_ID) is required", fields=("library_id",)
+            )
+        self.settings = settings
+        self.library_id: str = settings.library_id
+        self._borrowed = session
+        self._session: aiohttp.ClientSession | None = session
+        self._base = settings.base_url.rstrip("/")
+        self._tokens = token_provider or self._default_tokens()
+        self.retry_policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            max_total=settings.max_retry_time,
+            initial=settings.backoff_initial,
+            maximum=settings.backoff_max,
+            retry_after_max=settings.retry_after_max,
+        )
+        self.rate_limiter = (
+            RateLimiter(settings.rate, settings.rate_burst) if settings.rate else None
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SMHClient(base_url={self._base!r}, library_id={self.library_id!r}, "
+            f"tokens={self._tokens!r}, borrowed_session={self._borrowed is not None})"
+        )
+
+    def _default_tokens(self) -> TokenProvider:
+        s = self.settings
+        if s.access_token is not None:
+            return StaticToken(s.access_token)
+        if s.library_secret is not None:
+            return LibrarySecretToken(self.create_token, self.renew_token)
+        raise SMHConfigError(
+            "invalid settings: set access_token (SMH_ACCESS_TOKEN) or library_secret "
+            "(SMH_LIBRARY_SECRET)",
+            fields=("access_token", "library_secret"),
+        )
+
+    @property
+    def token_provider(self) -> TokenProvider:
+        """Where access tokens come from."""
+        return self._tokens
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> SMHClient:
+        if self._session is None:
+            self._session = self._new_session()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this client created it (a borrowed one is left open)."""
+        if self._session is not None and self._borrowed is None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def connection_limit(self) -> int:
+        """Max simultaneous connections of the session in use (0 = unlimited)."""
+        if self._session is None:
+            return self.settings.concurrency + SPARE_CONNECTIONS
+        connector = self._session.connector
+        return connector.limit if connector is not None else 0
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        s = self.settings
+        connector = aiohttp.TCPConnector(
+            limit=s.concurrency + SPARE_CONNECTIONS,
+            ttl_dns_cache=s.dns_ttl or None,
+            use_dns_cache=s.dns_ttl > 0,
+            force_close=s.force_close,
+            ssl=self._ssl(),
+        )
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_queued_start.append(_pause_deadline)
+        trace.on_connection_queued_end.append(_resume_deadline)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout),
+            trace_configs=[trace],
+            headers={"User-Agent": f"smh-async/{_version()}"},
+        )
+        # aiohttp silently re-sends an idempotent request once when a kept-alive connection
+        # turns out closed (aiohttp #10790) and offers no public switch. Our retry policy
+        # handles that case and counts it, so reported attempts equal requests sent.
+        if hasattr(session, "_retry_connection"):
+            session._retry_connection = False
+        return session
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self.settings.verify_tls:
+            return False
+        if self.settings.ca_bundle is not None:
+            return ssl.create_default_context(cafile=str(self.settings.ca_bundle))
+        return True
+
+    # ------------------------------------------------------------ transport
+
+    async def call(
+        self, request: Request, *, path_token: str | None = None
+    ) -> tuple[Response, int]:
+        """Send ``request`` with retries; return the 2xx reply and the attempts it took.
+
+        Raises the mapped :class:`SMHError` (with ``attempts`` set) when it gives up.
+        """
+        started = time.monotonic()
+        attempt = 0
+        reauthed = False
+        while True:
+            attempt += 1
+            if self.rate_limiter is not None:
+                await self.rate_limiter.acquire()
+            token = path_token if request.auth == "path" else None
+            if request.auth == "token":
+                token = await self._tokens.get()
+            try:
+                response = await self._attempt(request, token)
+                if 200 <= response.status < 300:
+                    return response, attempt
+                error: SMHError = proto.error_from_response(request, response)
+            except SMHTransportError as exc:
+                error = exc
+            error.attempts = attempt
+            if (
+                request.auth == "token"
+                and not reauthed
+                and proto.needs_reauth(error)
+                and token is not None
+                and await self._tokens.invalidate(token)
+            ):
+                reauthed = True
+                self._log_retry(request, error, attempt, 0.0, reason="token_rejected")
+                continue
+            wait = self.retry_policy.next_wait(error, attempt, started)
+            if wait is None:
+                raise error
+            self._log_retry(request, error, attempt, wait, reason="retryable")
+            await anyio.sleep(wait)
+
+    def _log_retry(
+        self, request: Request, error: SMHError, attempt: int, wait: float, *, reason: str
+    ) -> None:
+        library_logger().info(
+            "smh.request.retry",
+            route=request.template,
+            space_id=request.space_id,
+            attempt=attempt,
+            http_status=error.status,
+            error_code=error.code or type(error).__name__,
+            request_id=error.request_id,
+            wait_s=round(wait, 3),
+            reason=reason,
+        )
+
+    async def _attempt(self, request: Request, token: str | None) -> Response:
+        """One HTTP exchange under the per-attempt deadline (pool-queue time excluded)."""
+        if self._session is None:
+            raise RuntimeError("SMHClient is not open: use 'async with SMHClient(...)'")
+        url = self._url(request, token)
+        with anyio.CancelScope(deadline=anyio.current_time() + self.settings.timeout) as scope:
+            try:
+                async with self._session.request(
+                    request.method,
+                    url,
+                    allow_redirects=False,
+                    trace_request_ctx=SimpleNamespace(scope=scope),
+                ) as resp:
+                    if (resp.content_length or 0) > MAX_BODY:
+                        raise SMHTransportError(
+                            f"reply body of {resp.content_length} bytes exceeds {MAX_BODY}",
+                            status=resp.status,
+                            route=request.template,
+                            space_id=request.space_id,
+                        )
+                    body = await resp.read()
+                    return Response(resp.status, resp.headers, body)
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                raise self._transport_error(request, exc) from None
+        raise SMHTimeoutError(
+            f"no complete reply within {self.settings.timeout:g} s",
+            route=request.template,
+            space_id=request.space_id,
+        )
+
+    @staticmethod
+    def _transport_error(request: Request, exc: BaseException) -> SMHTransportError:
+        if isinstance(exc, SMHTransportError):
+            return exc
+        cls = SMHTimeoutError if isinstance(exc, TimeoutError) else SMHTransportError
+        detail = str(exc)
+        text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        return cls(text, route=request.template, space_id=request.space_id)
+
+    def _url(self, request: Request, token: str | None) -> URL:
+        params = list(request.params)
+        path = request.path
+        if request.auth == "token":
+            params.append(("access_token", token or ""))
+            if self.settings.user_id:
+                params.append(("user_id", self.settings.user_id))
+        elif request.auth == "secret":
+            secret = self.settings.library_secret
+            params.append(("library_secret", secret.get_secret_value() if secret else ""))
+        elif request.auth == "path":
+            path = path.replace(proto.TOKEN_PLACEHOLDER, quote(token or "", safe=""))
+        return URL(self._base + path, encoded=True).with_query(params)
+
+    # ------------------------------------------------------------ API
+
+    async def create_token(self) -> TokenGrant:
+        """Mint an access token from the library secret (``POST /api/v1/token``)."""
+        s = self.settings
+        request = proto.create_token(
+            self.library_id, grant=s.token_grant, period=s.token_period, user_id=s.user_id
+        )
+        response, _ = await self.call(request)
+        return proto.decode_token(request, response)
+
+    async def renew_token(self, token: str) -> TokenGrant:
+        """Extend ``token`` by its period (``POST /api/v1/token/{library}/{token}``)."""
+        request = proto.renew_token(self.library_id)
+        response, _ = await self.call(request, path_token=token)
+        return proto.decode_token(request, response)
+
+    async def empty_recycle_bin(self, space_id: str) -> EmptyBinResult:
+        """Empty one space's recycle bin. Returns once SMH accepted it (HTTP 204).
+
+        Accepted means the items are hidden from the bin now; SMH deletes them and releases
+        the space asynchronously. Raises an :class:`SMHError` subclass otherwise.
+        """
+        request = proto.empty_recycle_bin(self.library_id, space_id)
+        response, attempts = await self.call(request)
+        proto.check_empty_bin(request, response)
+        return EmptyBinResult(
+            request.space_id or space_id, response.status, response.request_id, attempts
+        )
+
+    async def iter_spaces(self, *, page_size: int = 1000) -> AsyncIterator[Space]:
+        """Every tenant space of the library, following list markers page by page."""
+        marker: str | None = None
+        while True:
+            request = proto.list_spaces(self.library_id, marker=marker, limit=page_size)
+            response, _ = await self.call(request)
+            spaces, marker = proto.decode_space_page(request, response, marker)
+            for space in spaces:
+                yield space
+            if marker is None:
+                return
+
+    async def list_recycle_bin(
+        self, space_id: str, *, page: int = 1, page_size: int = 100
+    ) -> RecycleBinPage:
+        """One page of a space's recycle bin (page mode, ``total`` set)."""
+        request = proto.list_recycle_bin(self.library_id, space_id, page=page, page_size=page_size)
+        response, _ = await self.call(request)
+        return proto.decode_bin_page(request, response)
+
+    async def recycle_bin_totals(self, space_id: str) -> tuple[int, int]:
+        """``(items, bytes)`` currently in a space's recycle bin (reads every page)."""
+        count, size, page = 0, 0, 1
+        while True:
+            result = await self.list_recycle_bin(space_id, page=page, page_size=1000)
+            count += len(result.items)
+            size += sum(item.size for item in result.items)
+            total = result.total if result.total is not None else count
+            if not result.items or count >= total:
+                return count, size
+            page += 1
+
+    async def space_size(self, space_id: str) -> int:
+        """Bytes counted against one space (``GET …/{space_id}/size``)."""
+        request = proto.space_size(self.library_id, space_id)
+        response, _ = await self.call(request)
+        return proto.decode_size(request, response)
+
+    async def usage(self, space_ids: Sequence[str]) -> list[SpaceUsage]:
+        """Usage of many spaces, ``USAGE_BATCH`` ids per request."""
+        ids = list(space_ids)
+        out: list[SpaceUsage] = []
+        for start in range(0, len(ids), USAGE_BATCH):
+            request = proto.usage(self.library_id, ids[start : start + USAGE_BATCH])
+            response, _ = await self.call(request)
+            out.extend(proto.decode_usage(request, response))
+        return out
+
+    # ------------------------------------------------------------ bulk
+
+    async def purge_all(
+        self,
+        space_ids: Iterable[str] | AsyncIterator[str],
+        *,
+        concurrency: int | None = None,
+        on_outcome: OutcomeCallback | None = None,
+        **options: Any,
+    ) -> PurgeSummary:
+        """Empty the bins of all ``space_ids`` with at most ``concurrency`` in flight.
+
+        One outcome per distinct space is passed to ``on_outcome`` as it finishes; one
+        space's failure never stops the others. See :class:`smh_async.PurgeRun` for options.
+        """
+        from smh_async._bulk import PurgeRun
+
+        run = PurgeRun(self, concurrency=concurrency, on_outcome=on_outcome, **options)
+        return await run.run(space_ids)
+
+    def purge(
+        self,
+        space_ids: Iterable[str] | AsyncIterator[str],
+        *,
+        concurrency: int | None = None,
+        **options: Any,
+    ) -> AbstractAsyncContextManager[Any]:
+        """Streaming form: ``async with smh.purge(ids) as outcomes: async for o in outcomes``.
+
+        The context manager owns the worker task group (anyio forbids yielding from inside
+        one); ``outcomes.summary`` is set once the stream is exhausted.
+        """
+        from smh_async._bulk import stream_purge
+
+        return stream_purge(self, space_ids, concurrency=concurrency, **options)
+
+
+def _version() -> str:
+    from smh_async._version import __version__
+
+    return __version__
+
+
+async def _pause_deadline(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
+) -> None:
+    scope = getattr(ctx.trace_request_ctx, "scope", None)
+    if scope is not None:
+        ctx.remaining = scope.deadline - anyio.current_time()
+        scope.deadline = float("inf")
+
+
+async def _resume_deadline(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
+) -> None:
+    scope = getattr(ctx.trace_request_ctx, "scope", None)
+    if scope is not None and hasattr(ctx, "remaining"):
+        scope.deadline = anyio.current_time() + ctx.remaining

@@ -1,0 +1,167 @@
+"""The whole exception tree of smh-async.
+
+::
+
+    SMHError                                  base: status, code, message, request_id, space_id
+    ├── SMHConfigError(ValueError)            invalid settings; names the field, never its value
+    ├── InvalidSpaceIdError(ValueError)       a space/library id that could change the URL path
+    ├── SMHTransportError(OSError)            no usable HTTP response: refused, reset, dropped
+    │   └── SMHTimeoutError(TimeoutError)     an attempt exceeded its timeout
+    ├── SMHDecodeError                        a 2xx reply whose body is not what the API documents
+    └── SMHResponseError                      the server answered with an error status
+        ├── SMHAuthError                      401/403, and 404 WrongLibraryIdOrSecret
+        ├── SMHNotFoundError                  other 404 (SpaceNotFound, LibraryNotFound, ...)
+        ├── SMHRateLimitedError               429 (``retry_after`` holds the server's wait)
+        └── SMHServerError                    5xx, including a gateway's HTML error page
+
+Every error carries what an operator needs to act (HTTP status, SMH ``code``, ``requestId``,
+the space id and the route *template*) and never a secret: URLs are never stored, only
+templates, and any text taken from the outside world goes through :func:`scrub` first.
+Errors subclass the matching built-in so callers can catch either (anyio's habit).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "InvalidSpaceIdError",
+    "SMHAuthError",
+    "SMHConfigError",
+    "SMHDecodeError",
+    "SMHError",
+    "SMHNotFoundError",
+    "SMHRateLimitedError",
+    "SMHResponseError",
+    "SMHServerError",
+    "SMHTimeoutError",
+    "SMHTransportError",
+    "scrub",
+]
+
+_MAX_TEXT = 300
+# Query parameters and path forms that carry credentials in the SMH API.
+_SECRET_QUERY = re.compile(r"(?i)((?:access_token|library_secret|token|secret)=)[^&\s\"'<>]*")
+_TOKEN_PATH = re.compile(r"(/api/v1/token/[^/\s?]+/)[^/\s?\"'<>]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def scrub(text: str, *, limit: int = _MAX_TEXT) -> str:
+    """Remove credentials and control characters from outside text and cap its length.
+
+    Used on everything that comes from the network or from third-party exceptions before it
+    is stored in an error (aiohttp puts full URLs, query string included, in exception text).
+    """
+    text = _SECRET_QUERY.sub(r"\1[REDACTED]", text)
+    text = _TOKEN_PATH.sub(r"\1[REDACTED]", text)
+    text = _CONTROL.sub(" ", text).strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+class SMHError(Exception):
+    """Base of every error raised by smh-async."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        space_id: str | None = None,
+        route: str | None = None,
+        attempts: int = 0,
+    ) -> None:
+        self.message = scrub(message)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.space_id = space_id
+        self.route = route
+        self.attempts = attempts
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        head = " ".join(str(p) for p in (self.status, self.code) if p is not None)
+        text = f"{head}: {self.message}" if head else self.message
+        extras = [
+            f"{name}={value}"
+            for name, value in (
+                ("space_id", self.space_id),
+                ("route", self.route),
+                ("request_id", self.request_id),
+            )
+            if value
+        ]
+        return f"{text} ({', '.join(extras)})" if extras else text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r}, request_id={self.request_id!r}, "
+            f"space_id={self.space_id!r})"
+        )
+
+
+class SMHConfigError(SMHError, ValueError):
+    """Settings are invalid. The message names each bad field and never echoes its value."""
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        # Our own text (field names and rules, no values): keep it whole, however long.
+        self.message = message
+        self.args = (message,)
+        self.fields = fields
+
+
+class InvalidSpaceIdError(SMHError, ValueError):
+    """A space or library id was rejected before any request was sent."""
+
+    def __init__(self, message: str, *, space_id: str | None = None) -> None:
+        super().__init__(message, code="InvalidSpaceId", space_id=space_id)
+
+
+class SMHTransportError(SMHError, OSError):
+    """No usable HTTP response: connection refused, reset, dropped or truncated."""
+
+    retryable = True
+
+
+class SMHTimeoutError(SMHTransportError, TimeoutError):
+    """One attempt took longer than the configured timeout."""
+
+
+class SMHDecodeError(SMHError):
+    """A success status came with a body the API does not document (wrong type, bad JSON)."""
+
+
+class SMHResponseError(SMHError):
+    """The server answered with an error status; ``code`` is SMH's error code if it sent one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class SMHAuthError(SMHResponseError):
+    """Authentication or permission failure (invalid token, no permission, wrong secret)."""
+
+
+class SMHNotFoundError(SMHResponseError):
+    """The library, space or route does not exist."""
+
+
+class SMHRateLimitedError(SMHResponseError):
+    """429: the server asks us to slow down; ``retry_after`` is its requested wait, if any."""
+
+    retryable = True
+
+
+class SMHServerError(SMHResponseError):
+    """5xx from SMH or from a gateway in front of it."""
+
+    retryable = True

@@ -1,0 +1,127 @@
+"""structlog helpers.
+
+The library never configures logging and never prints. :func:`library_logger` returns a
+logger that uses the host's structlog pipeline when the host configured structlog, and
+otherwise hands events to the standard ``logging`` logger ``smh_async`` (silent unless the
+host enables it). Only the CLI calls :func:`configure_cli_logging`.
+
+Secrets are never put into events in the first place; :class:`Redactor` is the CLI's second
+line of defence: it masks secret-looking keys at any depth, ``access_token=`` style query
+values in any string, and any known secret value wherever it appears.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from smh_async._errors import scrub
+
+__all__ = ["LOGGER_NAME", "Redactor", "configure_cli_logging", "library_logger"]
+
+LOGGER_NAME = "smh_async"
+REDACTED = "[REDACTED]"
+_SECRET_KEY = re.compile(r"(?i)(^|_)(access_?token|token|secret|password|authorization|signature)$")
+
+
+def library_logger() -> Any:
+    """The logger library code emits through (decided per call: cheap, and follows the host)."""
+    if structlog.is_configured():
+        return structlog.get_logger(LOGGER_NAME)
+    return _stdlib_logger
+
+
+_stdlib_logger = structlog.wrap_logger(
+    logging.getLogger(LOGGER_NAME),
+    processors=[
+        structlog.stdlib.filter_by_level,
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.render_to_log_kwargs,
+    ],
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=True,
+)
+
+
+class Redactor:
+    """structlog processor that removes secrets from every event before rendering."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(
+        self, logger: Any, method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event):
+            event[key] = self._clean(key, event[key])
+        return event
+
+    def _clean(self, key: str, value: Any) -> Any:
+        if _SECRET_KEY.search(key) and value is not None and not isinstance(value, bool | int):
+            return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self._clean(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(key, v) for v in value]
+        if isinstance(value, BaseException):
+            return self.text(f"{type(value).__name__}: {value}")
+        return value
+
+    def text(self, text: str) -> str:
+        """Scrub one string: known secret values, then credential-shaped query values."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return scrub(text, limit=1_000_000)
+
+
+def _level_number(level: str) -> int:
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return number
+
+
+def configure_cli_logging(
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Configure structlog for the command line: JSON off a TTY, console on one.
+
+    Called by the CLI only. Exceptions are rendered as text and scrubbed like everything else.
+    """
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    redactor = Redactor(secrets)
+    renderer: Any
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=True,
+    )
+    # Third-party wire logging can expose URLs (and so the token): keep it quiet.
+    for noisy in ("aiohttp", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

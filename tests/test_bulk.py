@@ -1,0 +1,176 @@
+"""The bulk engine against the emulator: bounded concurrency, one outcome per space, isolation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+import structlog
+
+from smh_async import Outcome, PurgeOutcome, SMHClient
+from smh_async._dedupe import FingerprintSet
+from smh_async.testing import FakeServer, FakeSMH, Fault
+from tests.conftest import LIBRARY, make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_in_flight_never_exceeds_the_limit(fake: FakeSMH, server: FakeServer) -> None:
+    """With 20 ms server latency and concurrency 16, the server sees at most 16 DELETEs at once."""
+    ids = fake.add_spaces(LIBRARY, count=400, items_per_space=1, item_size=10)
+    fake.latency = 0.02
+    async with SMHClient(make_settings(server, concurrency=16)) as smh:
+        summary = await smh.purge_all(ids)
+    assert summary.accepted == 400
+    assert fake.peak_in_flight_by_route["empty_bin"] == 16
+
+
+async def test_every_space_gets_exactly_one_outcome(fake: FakeSMH, server: FakeServer) -> None:
+    """Mixed successes, 404s, invalid ids and duplicates: one outcome per distinct id."""
+    good = fake.add_spaces(LIBRARY, count=50, items_per_space=1, item_size=10)
+    inputs = [*good, *good[:10], "missing1", "missing2", "bad/id", "", "a?b", good[0]]
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server, concurrency=8)) as smh:
+        summary = await smh.purge_all(inputs, on_outcome=outcomes.append)
+    ids = [o.space_id for o in outcomes]
+    assert sorted(ids) == sorted(set(inputs))
+    by_id = {o.space_id: o for o in outcomes}
+    assert all(by_id[s].outcome is Outcome.ACCEPTED for s in good)
+    assert by_id["missing1"].error_code == "SpaceNotFound"
+    assert by_id["bad/id"].error_code == "InvalidSpaceId" and by_id["bad/id"].attempts == 0
+    assert (summary.accepted, summary.failed, summary.duplicates) == (50, 5, 11)
+    sent = {r.space_id for r in fake.requests if r.route == "empty_bin"}
+    assert "bad/id" not in sent and "" not in sent and "a?b" not in sent
+    assert len([r for r in fake.requests if r.route == "empty_bin"]) == 52
+
+
+async def test_one_failing_space_does_not_stop_others(fake: FakeSMH, server: FakeServer) -> None:
+    """A space whose every attempt fails is reported failed; all the others are accepted."""
+    ids = fake.add_spaces(LIBRARY, count=40, items_per_space=1, item_size=10)
+    fake.add_fault(Fault("status", status=500, route="empty_bin", space_id=ids[3]))
+    async with SMHClient(make_settings(server, concurrency=4, max_attempts=3)) as smh:
+        outcomes: list[PurgeOutcome] = []
+        summary = await smh.purge_all(ids, on_outcome=outcomes.append)
+    failed = [o for o in outcomes if o.outcome is Outcome.FAILED]
+    assert [o.space_id for o in failed] == [ids[3]] and failed[0].attempts == 3
+    assert summary.accepted == 39 and summary.by_error_code == {"InternalServerError": 1}
+
+
+async def test_async_iterable_input_and_streaming_output(fake: FakeSMH, server: FakeServer) -> None:
+    """An async generator of ids feeds the streaming form; outcomes arrive as they finish."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+
+    async def source() -> AsyncIterator[str]:
+        for sid in ids:
+            yield sid
+
+    async with SMHClient(make_settings(server, concurrency=5)) as smh:
+        async with smh.purge(source()) as outcomes:
+            seen = [o.space_id async for o in outcomes]
+        assert outcomes.summary is not None and outcomes.summary.accepted == 30
+    assert sorted(seen) == sorted(ids)
+
+
+async def test_cancellation_is_clean(fake: FakeSMH, server: FakeServer) -> None:
+    """Cancelling a run mid-flight returns promptly; in-flight spaces are reported Interrupted."""
+    ids = fake.add_spaces(LIBRARY, count=100, items_per_space=1, item_size=10)
+    fake.latency = 0.2
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server, concurrency=10)) as smh:
+        with anyio.move_on_after(0.5):
+            await smh.purge_all(ids, on_outcome=outcomes.append)
+    interrupted = [o for o in outcomes if o.error_code == "Interrupted"]
+    assert 0 < len(outcomes) < 100 and len(interrupted) <= 10
+    assert len({o.space_id for o in outcomes}) == len(outcomes)
+
+
+async def test_graceful_stop_lets_in_flight_finish(fake: FakeSMH, server: FakeServer) -> None:
+    """stop() launches nothing new; in-flight spaces finish within the grace period."""
+    from smh_async import PurgeRun
+
+    ids = fake.add_spaces(LIBRARY, count=200, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    async with SMHClient(make_settings(server, concurrency=8)) as smh:
+        outcomes: list[PurgeOutcome] = []
+
+        def stop_after_20(outcome: PurgeOutcome) -> None:
+            outcomes.append(outcome)
+            if len(outcomes) == 20:
+                run.stop(interrupted=True)
+
+        run = PurgeRun(smh, on_outcome=stop_after_20, grace=5)
+        summary = await run.run(ids)
+    sent = [r for r in fake.requests if r.route == "empty_bin"]
+    assert summary.interrupted and summary.accepted == len(outcomes) == len(sent)
+    assert 20 <= len(outcomes) <= 28
+
+
+async def test_failure_rate_threshold_aborts(fake: FakeSMH, server: FakeServer) -> None:
+    """With every DELETE failing, the run stops launching after the minimum sample."""
+    ids = fake.add_spaces(LIBRARY, count=300, items_per_space=1, item_size=10)
+    fake.add_fault(Fault("status", status=404, code="SpaceNotFound", route="empty_bin"))
+    async with SMHClient(make_settings(server, concurrency=4)) as smh:
+        summary = await smh.purge_all(ids, max_failure_rate=0.5, min_sample=20)
+    assert summary.aborted == "failure_rate" and 20 <= summary.failed < 40
+
+
+async def test_auth_failure_after_remint_stops_the_run(fake: FakeSMH, server: FakeServer) -> None:
+    """403 NoPermission (a grant problem) stops launching at once instead of failing 1,000 times."""
+    ids = fake.add_spaces(LIBRARY, count=1000, items_per_space=1, item_size=10)
+    async with SMHClient(make_settings(server, concurrency=4, token_grant="")) as smh:
+        summary = await smh.purge_all(ids)
+    assert summary.aborted == "auth" and summary.accepted == 0 and summary.failed <= 8
+    assert summary.by_error_code.keys() == {"NoPermission"}
+
+
+async def test_log_events_carry_space_id(fake: FakeSMH, server: FakeServer) -> None:
+    """purge.started, one purge.space per space (with its fields) and purge.finished are logged."""
+    ids = fake.add_spaces(LIBRARY, count=5, items_per_space=1, item_size=10)
+    fake.add_fault(Fault("status", status=503, route="empty_bin", space_id=ids[0], times=1))
+    with structlog.testing.capture_logs() as events:
+        async with SMHClient(make_settings(server)) as smh:
+            await smh.purge_all(ids)
+    names = [e["event"] for e in events]
+    assert names[0] == "purge.started" and names[-1] == "purge.finished"
+    spaces = [e for e in events if e["event"] == "purge.space"]
+    assert sorted(e["space_id"] for e in spaces) == sorted(ids)
+    assert {
+        "outcome",
+        "http_status",
+        "error_code",
+        "request_id",
+        "attempts",
+        "elapsed_ms",
+    } <= spaces[0].keys()
+    retry = next(e for e in events if e["event"] == "smh.request.retry")
+    assert retry["space_id"] == ids[0] and retry["route"].startswith("DELETE /api/v1/recycled/{")
+
+
+async def test_unconfigured_library_logs_to_stdlib_and_prints_nothing(
+    fake: FakeSMH,
+    server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without structlog configured, events reach the 'smh_async' logger and nothing is printed."""
+    structlog.reset_defaults()
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    with caplog.at_level(logging.INFO, logger="smh_async"):
+        async with SMHClient(make_settings(server)) as smh:
+            await smh.purge_all(ids)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert [r.getMessage() for r in caplog.records].count("purge.space") == 3
+    assert {
+        getattr(r, "space_id", None) for r in caplog.records if r.getMessage() == "purge.space"
+    } == set(ids)
+
+
+def test_fingerprint_set_dedupes_and_grows() -> None:
+    """The compact id set reports first inserts True, repeats False, across resizes."""
+    seen = FingerprintSet(capacity=4)
+    assert all(seen.add(f"space{i}") for i in range(10_000))
+    assert not any(seen.add(f"space{i}") for i in range(0, 10_000, 7))
+    assert len(seen) == 10_000 and "space42" in seen and "space-x" not in seen

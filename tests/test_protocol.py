@@ -1,0 +1,236 @@
+"""Sans-I/O protocol: request building, space-id safety, reply and error decoding."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+
+import pytest
+
+from smh_async import (
+    InvalidSpaceIdError,
+    SMHAuthError,
+    SMHDecodeError,
+    SMHNotFoundError,
+    SMHRateLimitedError,
+    SMHResponseError,
+    SMHServerError,
+)
+from smh_async import _protocol as proto
+from smh_async._protocol import Response
+
+EMPTY = proto.empty_recycle_bin("lib1", "space1")
+
+
+def reply(status: int, body: object = b"", **headers: str) -> Response:
+    """A Response with a JSON (or raw bytes) body."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Response(status, {k.replace("_", "-"): v for k, v in headers.items()}, raw)
+
+
+def test_empty_bin_request_uses_route_template_and_no_credentials() -> None:
+    """The DELETE targets /api/v1/recycled/{lib}/{space} and carries no token of its own."""
+    assert EMPTY.method == "DELETE"
+    assert EMPTY.path == "/api/v1/recycled/lib1/space1"
+    assert EMPTY.template == "DELETE /api/v1/recycled/{library_id}/{space_id}"
+    assert EMPTY.params == () and EMPTY.auth == "token"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "a%2Fb",
+        "a?x=1",
+        "a#f",
+        "a b",
+        "a\nb",
+        "a\x00b",
+        "a\x7fb",
+        "ü",
+        "a\\b",
+        "x" * 257,
+        "/",
+        "%2e%2e",
+    ],
+)
+def test_unsafe_space_ids_are_rejected_before_building_a_request(bad: str) -> None:
+    """Ids that could add, climb or escape a path segment raise InvalidSpaceIdError."""
+    with pytest.raises(InvalidSpaceIdError) as info:
+        proto.empty_recycle_bin("lib1", bad)
+    assert info.value.code == "InvalidSpaceId"
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("good", ["-", "space04fzo07fdq61b", "A.b_c~d-9", "x" * 256])
+def test_safe_space_ids_are_sent_verbatim(good: str) -> None:
+    """Unreserved-character ids become exactly one unchanged path segment."""
+    assert proto.empty_recycle_bin("lib1", good).path == f"/api/v1/recycled/lib1/{good}"
+
+
+def test_library_id_is_validated_like_a_space_id() -> None:
+    """A library id with a slash is rejected too (it is also a path segment)."""
+    with pytest.raises(InvalidSpaceIdError, match="library id"):
+        proto.empty_recycle_bin("lib/../x", "s1")
+
+
+def test_smh_error_body_and_request_id_are_decoded() -> None:
+    """{code, message, requestId} becomes the error's fields; the class follows the status."""
+    err = proto.error_from_response(
+        EMPTY, reply(404, {"code": "SpaceNotFound", "message": "no such space", "requestId": "r1"})
+    )
+    assert isinstance(err, SMHNotFoundError)
+    assert (err.status, err.code, err.request_id, err.space_id) == (
+        404,
+        "SpaceNotFound",
+        "r1",
+        "space1",
+    )
+    assert not err.retryable
+    assert "SpaceNotFound" in str(err) and "space1" in str(err)
+
+
+def test_request_id_falls_back_to_the_header() -> None:
+    """Without requestId in the body, X-Request-Id (any case) is used."""
+    err = proto.error_from_response(
+        EMPTY, reply(500, {"code": "InternalServerError"}, x_request_id="hdr")
+    )
+    assert isinstance(err, SMHServerError) and err.request_id == "hdr" and err.retryable
+
+
+def test_gateway_html_page_keeps_status_and_title() -> None:
+    """An nginx HTML 502 page maps to a retryable server error naming the page title."""
+    html = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    err = proto.error_from_response(EMPTY, reply(502, html, content_type="text/html"))
+    assert isinstance(err, SMHServerError) and err.retryable and err.code is None
+    assert "502 Bad Gateway" in err.message and "text/html" in err.message
+
+
+@pytest.mark.parametrize("body", [b"", b"   ", b'{"code": "Intern', b"[1, 2]"])
+def test_empty_or_malformed_error_bodies_still_map_by_status(body: bytes) -> None:
+    """Empty, truncated or non-object bodies do not crash decoding; the status decides."""
+    err = proto.error_from_response(EMPTY, reply(503, body))
+    assert isinstance(err, SMHServerError) and err.status == 503 and err.retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "cls", "retryable"),
+    [
+        (403, "InvalidAccessToken", SMHAuthError, False),
+        (403, "NoPermission", SMHAuthError, False),
+        (404, "WrongLibraryIdOrSecret", SMHAuthError, False),
+        (400, "RecycleBinNotEnabled", SMHResponseError, False),
+        (408, "ReadRequestTimeout", SMHResponseError, True),
+        (429, "RateLimitExceeded", SMHRateLimitedError, True),
+        (403, "LibraryInitializing", SMHAuthError, True),
+        (501, "NotImplemented", SMHServerError, False),
+        (504, None, SMHServerError, True),
+    ],
+)
+def test_status_and_code_classification(
+    status: int, code: str | None, cls: type[Exception], retryable: bool
+) -> None:
+    """Retry only 408, 429, 500/502/503/504 and the documented transient codes."""
+    body = {"code": code} if code else b""
+    err = proto.error_from_response(EMPTY, reply(status, body))
+    assert type(err) is cls and err.retryable is retryable
+
+
+def test_needs_reauth_only_for_403_invalid_access_token() -> None:
+    """InvalidAccessToken triggers a re-mint; NoPermission does not."""
+    bad = proto.error_from_response(EMPTY, reply(403, {"code": "InvalidAccessToken"}))
+    denied = proto.error_from_response(EMPTY, reply(403, {"code": "NoPermission"}))
+    assert proto.needs_reauth(bad) and not proto.needs_reauth(denied)
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    """Retry-After is read as delta-seconds or an HTTP-date; junk and absence give None."""
+    now = 1_700_000_000.0
+    assert proto.parse_retry_after("7", now=now) == 7.0
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert proto.parse_retry_after(date, now=now) == pytest.approx(30.0)
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert proto.parse_retry_after(past, now=now) == 0.0
+    assert proto.parse_retry_after("soon", now=now) is None
+    assert proto.parse_retry_after(None) is None
+    err = proto.error_from_response(
+        EMPTY, reply(429, {"code": "RateLimitExceeded"}, retry_after="3")
+    )
+    assert isinstance(err, SMHRateLimitedError) and err.retry_after == 3.0
+
+
+def test_empty_bin_accepts_204_and_rejects_unexpected_2xx_bodies() -> None:
+    """204 (or an empty 2xx) is accepted; a 2xx with some other body is a decode error."""
+    proto.check_empty_bin(EMPTY, reply(204))
+    proto.check_empty_bin(EMPTY, reply(200, b""))
+    with pytest.raises(SMHDecodeError) as info:
+        proto.check_empty_bin(EMPTY, reply(200, b"<html>portal</html>"))
+    assert info.value.space_id == "space1" and not info.value.retryable
+
+
+def test_space_page_follows_next_marker_and_stops_when_absent() -> None:
+    """nextMarker continues the listing; its absence ends it."""
+    request = proto.list_spaces("lib1")
+    rows = [{"spaceId": "s1", "userId": "", "creationTime": "t"}]
+    spaces, following = proto.decode_space_page(
+        request, reply(200, {"list": rows, "nextMarker": "m2"}), None
+    )
+    assert [s.space_id for s in spaces] == ["s1"] and following == "m2"
+    _, following = proto.decode_space_page(
+        request, reply(200, {"list": rows, "marker": "m2"}), "m2"
+    )
+    assert following is None
+
+
+def test_space_page_accepts_continuation_under_marker() -> None:
+    """SDK variants that put the next marker under ``marker`` are followed too."""
+    request = proto.list_spaces("lib1")
+    rows = [{"spaceId": "s1"}]
+    _, following = proto.decode_space_page(
+        request, reply(200, {"list": rows, "marker": "m9"}), None
+    )
+    assert following == "m9"
+
+
+def test_space_page_rejects_malformed_replies() -> None:
+    """A listing without ``list`` or with rows lacking spaceId is a decode error."""
+    request = proto.list_spaces("lib1")
+    with pytest.raises(SMHDecodeError):
+        proto.decode_space_page(request, reply(200, {"items": []}), None)
+    with pytest.raises(SMHDecodeError):
+        proto.decode_space_page(request, reply(200, {"list": [{"id": 1}]}), None)
+    with pytest.raises(SMHDecodeError):
+        proto.decode_space_page(request, reply(200, b"<html>"), None)
+
+
+def test_bin_page_and_usage_decoding() -> None:
+    """Bin pages give items with integer sizes; usage rows parse string byte counts."""
+    req = proto.list_recycle_bin("lib1", "s1", page=1, page_size=10)
+    page = proto.decode_bin_page(
+        req,
+        reply(200, {"totalNum": 1, "contents": [{"recycledItemId": 3, "name": "a", "size": "42"}]}),
+    )
+    assert page.total == 1 and page.items[0].size == 42
+    usage = proto.decode_usage(
+        proto.usage("lib1", ["s1"]),
+        reply(200, [{"spaceId": "s1", "capacity": None, "availableSpace": None, "size": "9"}]),
+    )
+    assert usage[0].size == 9 and usage[0].capacity is None
+
+
+def test_token_grant_repr_hides_the_token() -> None:
+    """TokenGrant never shows the token value in its repr."""
+    grant = proto.decode_token(
+        proto.create_token("lib1", grant="admin", period=300),
+        reply(200, {"accessToken": "tok-SECRET-1", "expiresIn": 300}),
+    )
+    assert grant.access_token == "tok-SECRET-1" and "tok-SECRET-1" not in repr(grant)
+
+
+def test_renew_request_keeps_a_placeholder_not_the_token() -> None:
+    """The renew route's path holds a placeholder, filled in only when sending."""
+    req = proto.renew_token("lib1")
+    assert req.path.endswith(proto.TOKEN_PLACEHOLDER) and req.auth == "path"

@@ -146,6 +146,7 @@ async def test_token_renew_delete_and_redacted_path(
     assert (await call(http, "DELETE", f"/api/v1/token/{LIB}/{token}"))[:2] == (204, None)
     status, body, _ = await call(http, "POST", f"/api/v1/token/{LIB}/{token}")
     assert (status, body["code"]) == (403, "InvalidAccessToken")
+    assert (fake.requests[0].route, fake.requests[0].library_id) == ("token_create", LIB)
     routes = [(r.route, r.path) for r in fake.requests]
     assert ("token_renew", f"/api/v1/token/{LIB}/{{token}}") in routes
     assert ("token_delete", f"/api/v1/token/{LIB}/{{token}}") in routes

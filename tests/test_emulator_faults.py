@@ -183,6 +183,26 @@ async def test_truncated_body(env: Env) -> None:
             await response.read()
 
 
+async def test_truncated_without_status_runs_operation(env: Env) -> None:
+    """truncated without a status empties the bin, then breaks the answer (a 500, cut short)."""
+    env.fake.add_fault(Fault("truncated", route="empty_bin", times=1))
+    async with fresh_session() as http, http.delete(env.bin_url, params=env.auth) as response:
+        assert response.status == 500
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+    assert env.fake.bin_items(LIB, env.space) == []
+
+
+async def test_slow_body_holds_back_bodyless_204(env: Env) -> None:
+    """slow_body on empty_bin delays the whole 204 by the fault's delay."""
+    env.fake.add_fault(Fault("slow_body", route="empty_bin", delay=0.25))
+    async with fresh_session() as http:
+        started = time.monotonic()
+        async with http.delete(env.bin_url, params=env.auth) as response:
+            assert response.status == 204
+        assert time.monotonic() - started >= 0.24
+
+
 async def test_slow_body_spreads_real_response(env: Env) -> None:
     """slow_body without a status performs the operation and trickles its body over delay."""
     env.fake.add_fault(Fault("slow_body", delay=0.3, times=1))

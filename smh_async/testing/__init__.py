@@ -20,14 +20,21 @@ permission checks, asynchronous space release after emptying, and injectable fau
 (seconds, or a callable returning seconds) slows every non-token route, ``fake.issue_token``
 mints tokens without HTTP, and ``serve_forever`` runs a seeded emulator until cancelled.
 
+For pytest suites, the plugin ``smh_async.testing._plugin`` (registered by entry point, so
+active once smh-async is installed) provides the fixtures ``smh_fake`` (an :class:`SMHFake`:
+a running emulator with one library, ``base_url``, ``library_id``, ``library_secret``,
+``add_space``/``add_spaces`` and the ``requests`` record) and ``smh_client`` (an open
+``SMHClient`` pointed at it). ``SMHFake`` works without pytest too: ``async with SMHFake()``.
+
 Note that aiohttp's client silently retries an idempotent request (GET, DELETE) once after a
 disconnect, so a ``drop``/``hang``/``close_after`` fault that fires once may never surface in
 an aiohttp-based client.
 """
 
 from smh_async.testing._fake import FakeSMH
+from smh_async.testing._fixture import SMHFake
 from smh_async.testing._main import serve_forever
 from smh_async.testing._records import Fault, RecordedRequest
 from smh_async.testing._server import FakeServer
 
-__all__ = ["FakeSMH", "FakeServer", "Fault", "RecordedRequest", "serve_forever"]
+__all__ = ["FakeSMH", "FakeServer", "Fault", "RecordedRequest", "SMHFake", "serve_forever"]

@@ -17,6 +17,7 @@ _HTML_PAGE = (
     "</body>\r\n</html>\r\n"
 )
 _SLOW_CHUNKS = 10
+_MISSING_BYTES = 512
 
 
 @dataclass(slots=True)
@@ -62,27 +63,24 @@ def _drop(request: web.Request, outcome: Outcome) -> web.Response:
 
 
 async def _stream(
-    request: web.Request,
-    source: web.Response,
-    *,
-    declared_length: int | None = None,
-    pause: float = 0.0,
+    request: web.Request, source: web.Response, *, truncate: bool = False, pause: float = 0.0
 ) -> web.StreamResponse:
-    """Send ``source`` by hand: optionally lie about its length or trickle it out."""
+    """Send ``source`` by hand: cut it short (promising more bytes), or trickle it out."""
     body = source.body if isinstance(source.body, bytes) else b""
     response = web.StreamResponse(status=source.status, headers=source.headers)
-    response.content_length = len(body) if declared_length is None else declared_length
+    response.content_length = len(body) + (_MISSING_BYTES if truncate else 0)
+    if not body:
+        await asyncio.sleep(pause)  # nothing to trickle: hold the whole answer back instead
     await response.prepare(request)
-    if declared_length is not None:
+    if truncate:
         await response.write(body[: len(body) // 2])
         _close(request)
         return response
-    step = max(1, -(-len(body) // _SLOW_CHUNKS))
-    chunks = [body[i : i + step] for i in range(0, len(body), step)] or [b""]
-    for chunk in chunks:
-        await asyncio.sleep(pause / len(chunks))
-        if chunk:
-            await response.write(chunk)
+    step = -(-len(body) // _SLOW_CHUNKS) or 1
+    offsets = range(0, len(body), step)
+    for offset in offsets:
+        await asyncio.sleep(pause / len(offsets))
+        await response.write(body[offset : offset + step])
     await response.write_eof()
     return response
 
@@ -120,12 +118,14 @@ async def deliver_fault(
         return raw_json(status, b'{"code": "Intern', headers)
     if action == "empty_body_error":
         return web.Response(status=status, headers=headers)
-    if action == "truncated":
-        source = raw_json(status, error, headers)
-        return await _stream(request, source, declared_length=len(error) + 512)
-    if action == "slow_body":
+    if action in ("truncated", "slow_body"):
+        # Without an explicit status the real operation runs and its own answer is mangled.
         source = render() if fault.status is None else raw_json(status, error, headers)
-        return await _stream(request, source, pause=fault.effective_delay)
+        if action == "slow_body":
+            return await _stream(request, source, pause=fault.effective_delay)
+        if not source.body:  # a 204 cannot be cut short: the operation ran, the answer breaks
+            source = raw_json(status, error, headers)
+        return await _stream(request, source, truncate=True)
     return await _mangle_success(request, fault, render, headers)
 
 

@@ -25,7 +25,6 @@ _DEFAULT_STATUS = {
     "status": 500,
     "html": 502,
     "malformed_json": 500,
-    "truncated": 200,
     "empty_body_error": 500,
     "unexpected_body": 200,
 }
@@ -60,9 +59,11 @@ class Fault:
     ``truncated``, ``slow_body``, ``unexpected_body``, ``empty_body_error``, ``close_after``.
     A fault matches when every given filter (``route``, ``method``, ``space_id``) equals the
     request's; then it fires with ``probability`` (rolled on the FakeSMH's seeded RNG), at most
-    ``times`` times. ``applied`` counts how often it fired. Faults hit before token checks and
-    app logic, except ``close_after``, ``unexpected_body`` and status-less ``slow_body``, which
-    run the real operation and only mangle how its answer is delivered.
+    ``times`` times. ``applied`` counts how often it fired. Faults hit like a gateway, before
+    token checks and app logic, so the operation does not happen -- except ``close_after``,
+    ``unexpected_body``, and ``truncated``/``slow_body`` without a ``status``: those run the real
+    operation and only mangle how its answer is delivered (a body-less 204 is truncated as a
+    500 error body). ``delay`` defaults to 3600 s for ``hang`` and 1 s for ``slow_body``.
     """
 
     action: str

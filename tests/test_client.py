@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import aiohttp
 import anyio
 import pytest
@@ -305,3 +307,26 @@ async def test_connection_refused_is_a_transport_error() -> None:
             with pytest.raises(OSError) as info:
                 await smh.empty_recycle_bin("s1")
     assert isinstance(info.value, SMHTransportError) and info.value.attempts == 2
+
+
+async def test_time_queued_for_a_pooled_connection_is_not_timed(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """Requests waiting for a free pooled connection do not time out (aiohttp #10313)."""
+    ids = fake.add_spaces(LIBRARY, count=27, items_per_space=1, item_size=10)
+    settings = make_settings(server, concurrency=1, timeout=0.5, max_attempts=1)
+    async with SMHClient(settings) as smh:
+        await smh.token_provider.get()
+        assert smh.connection_limit == 9
+        fake.latency = 0.3  # 27 calls over 9 connections: the last wait ~0.6 s in the queue
+        results = []
+        async with anyio.create_task_group() as tg:
+            for sid in ids:
+                tg.start_soon(lambda s=sid: _append(results, smh.empty_recycle_bin(s)))
+    assert len(results) == 27 and {r.attempts for r in results} == {1}
+    assert fake.peak_in_flight_by_route["empty_bin"] == 9
+
+
+async def _append(results: list[object], call: Awaitable[object]) -> None:
+    """Await ``call`` and collect its result."""
+    results.append(await call)

@@ -10,25 +10,24 @@ starts, in-flight ones get ``grace`` seconds, and any cut short are reported as
 from __future__ import annotations
 
 import inspect
-import math
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from smh_async._dedupe import FingerprintSet
-from smh_async._errors import InvalidSpaceIdError, SMHError
+from smh_async._errors import SMHError
 from smh_async._logging import library_logger
 from smh_async._models import Outcome, PurgeOutcome, PurgeSummary
+from smh_async._progress import LatencyHistogram, ProgressSnapshot
 from smh_async._protocol import check_path_segment
+from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 
 if sys.version_info < (3, 11):  # anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -36,52 +35,17 @@ if sys.version_info < (3, 11):  # anyio depends on the backport there
 if TYPE_CHECKING:
     from smh_async._client import SMHClient
 
-__all__ = ["LatencyHistogram", "PurgeRun", "PurgeStream", "stream_purge"]
+__all__ = ["LatencyHistogram", "PurgeRun"]
 
 OutcomeCallback = Callable[[PurgeOutcome], Awaitable[None] | None]
+ProgressCallback = Callable[[ProgressSnapshot], Awaitable[None] | None]
 SpaceSource = Iterable[str] | AsyncIterator[str]
+Job = tuple[str, int | None]  # space id, size before the DELETE (with wait_release)
+USAGE_BATCH = 100
 # Auth failures that a fresh token did not cure apply to every space: stop at once.
 FATAL_AUTH_CODES = frozenset(
     {"InvalidAccessToken", "NoPermission", "AccessTokenNotMatchLibrary", "WrongLibraryIdOrSecret"}
 )
-
-
-class LatencyHistogram:
-    """Log-bucketed latencies (±2.5%): percentiles in constant memory for any run size."""
-
-    _RATIO = 1.05
-    _MIN_MS = 0.05
-
-    def __init__(self) -> None:
-        self._buckets: Counter[int] = Counter()
-        self.count = 0
-        self.max_ms = 0.0
-
-    def add(self, ms: float) -> None:
-        """Record one latency in milliseconds."""
-        self.count += 1
-        self.max_ms = max(self.max_ms, ms)
-        self._buckets[int(math.log(max(ms, self._MIN_MS) / self._MIN_MS, self._RATIO))] += 1
-
-    def percentile(self, q: float) -> float:
-        """Approximate ``q``-quantile (0..1) in milliseconds; 0 when empty."""
-        if not self.count:
-            return 0.0
-        rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for bucket in sorted(self._buckets):
-            seen += self._buckets[bucket]
-            if seen >= rank:
-                return min(self.max_ms, float(self._MIN_MS * self._RATIO ** (bucket + 0.5)))
-        return self.max_ms
-
-    def summary(self) -> dict[str, float]:
-        """p50/p95/max in ms, rounded."""
-        return {
-            "p50": round(self.percentile(0.5), 1),
-            "p95": round(self.percentile(0.95), 1),
-            "max": round(self.max_ms, 1),
-        }
 
 
 @dataclass
@@ -105,11 +69,16 @@ class PurgeRun:
       (resume sets, shard filters).
     - ``dry_run``: list each bin's item count and bytes instead of emptying it.
     - ``verify``: after each 204, list the bin and record whether it is empty.
+    - ``wait_release``: seconds to watch accepted spaces' usage drop after the purge (see
+      :mod:`smh_async._release`); ``on_release`` gets each :class:`ReleaseResult`.
     - ``max_failure_rate`` / ``min_sample``: stop launching once that share of at least
       ``min_sample`` finished spaces failed (``summary.aborted = "failure_rate"``).
     - ``stop_on_auth``: stop at once when an auth error survives a token re-mint.
-    - ``max_spaces``: stop before starting space number ``max_spaces + 1``.
+    - ``max_spaces``: purge at most this many; if the input holds more, the run ends with
+      ``summary.aborted = "max_spaces"`` after those finished.
     - ``grace``: seconds in-flight spaces get after :meth:`stop` before being cancelled.
+    - ``on_progress`` / ``progress_interval``: a :class:`ProgressSnapshot` every interval
+      and once at the end; ``total`` (or :meth:`set_total`) tells it how many to expect.
     """
 
     def __init__(
@@ -121,11 +90,16 @@ class PurgeRun:
         skip: Callable[[str], bool] | None = None,
         dry_run: bool = False,
         verify: bool = False,
+        wait_release: float | None = None,
+        on_release: ReleaseCallback | None = None,
         max_failure_rate: float | None = None,
         min_sample: int = 20,
         stop_on_auth: bool = True,
         max_spaces: int | None = None,
         grace: float = 10.0,
+        on_progress: ProgressCallback | None = None,
+        progress_interval: float = 1.0,
+        total: int | None = None,
     ) -> None:
         self.client = client
         wanted = concurrency or client.settings.concurrency
@@ -133,30 +107,30 @@ class PurgeRun:
         # Never run more workers than the pool has connections: queued requests would
         # spend their timeout waiting for a connection (aiohttp #10313).
         self.concurrency = max(1, min(wanted, limit) if limit else wanted)
-        self._on_outcome = on_outcome
+        self._requested = wanted
+        self._on_outcome, self._on_progress = on_outcome, on_progress
         self._skip = skip
-        self.dry_run = dry_run
-        self.verify = verify
-        self.max_failure_rate = max_failure_rate
-        self.min_sample = min_sample
-        self.stop_on_auth = stop_on_auth
-        self.max_spaces = max_spaces
-        self.grace = grace
+        self.dry_run, self.verify = dry_run, verify
+        self.max_failure_rate, self.min_sample = max_failure_rate, min_sample
+        self.stop_on_auth, self.max_spaces, self.grace = stop_on_auth, max_spaces, grace
+        self.progress_interval = progress_interval
+        self.release: ReleaseWatcher | None = None
+        if wait_release is not None and not dry_run:
+            self.release = ReleaseWatcher(client, wait_release, on_result=on_release)
         self.tally = _Tally()
         self.by_error_code: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()
         self.latency = LatencyHistogram()
-        self.duplicates = 0
-        self.filtered = 0
-        self.launched = 0
-        self.in_flight = 0
+        self.duplicates = self.filtered = self.launched = self.in_flight = 0
         self.aborted: str | None = None
         self.interrupted = False
         self.started_at = 0.0
+        self._expected: tuple[int, bool] | None = (total, True) if total is not None else None
+        self._source_done = False
         self._seen = FingerprintSet()
         self._stopping = False
         self._producer_scope = anyio.CancelScope()
         self._workers_scope = anyio.CancelScope()
-        self._requested = wanted
 
     # ------------------------------------------------------------ control
 
@@ -165,6 +139,8 @@ class PurgeRun:
         if reason and self.aborted is None:
             self.aborted = reason
         self.interrupted = self.interrupted or interrupted
+        if self.release is not None and interrupted:
+            self.release.stop()
         if self._stopping:
             return
         self._stopping = True
@@ -177,6 +153,36 @@ class PurgeRun:
     def stopping(self) -> bool:
         """True once :meth:`stop` was called (by a signal, a threshold or a guard)."""
         return self._stopping
+
+    def set_total(self, count: int, *, final: bool) -> None:
+        """Tell progress how many spaces to expect (``final=False``: at least that many)."""
+        self._expected = (count, final)
+
+    def progress(self) -> ProgressSnapshot:
+        """Where the run stands now (cheap; safe to call at any time)."""
+        total, final = self._total()
+        return ProgressSnapshot(
+            done=self.tally.finished,
+            total=total,
+            total_final=final,
+            accepted=self.tally.accepted,
+            failed=self.tally.failed,
+            dry_run=self.tally.dry_run,
+            in_flight=self.in_flight,
+            elapsed_s=time.monotonic() - self.started_at if self.started_at else 0.0,
+            by_error_code=dict(self.by_error_code),
+        )
+
+    def _total(self) -> tuple[int | None, bool]:
+        if self._source_done:
+            return self.launched, True
+        known = self.launched
+        if self._expected is None:
+            return (known or None), False
+        count, final = self._expected
+        if self.max_spaces is not None:
+            count = min(count, self.max_spaces)
+        return max(count, known), final and count >= known
 
     # ------------------------------------------------------------ running
 
@@ -197,92 +203,143 @@ class PurgeRun:
             dry_run=self.dry_run,
             library_id=self.client.library_id,
         )
-        send, receive = anyio.create_memory_object_stream[str](self.concurrency)
         try:
-            with self._workers_scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._produce, space_ids, send)
-                    for _ in range(self.concurrency):
-                        tg.start_soon(self._work, receive.clone())
-                    receive.close()
+            async with anyio.create_task_group() as outer:
+                if self._on_progress is not None:
+                    outer.start_soon(self._progress_loop)
+                await self._purge(space_ids)
+                await self._emit_progress()
+                if self.release is not None and not self.interrupted:
+                    self.counters.update(await self.release.wait())
+                outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             _raise_single(group)
         summary = self.summary()
         log.info("purge.finished", **summary.to_dict())
         return summary
 
-    async def _produce(self, source: SpaceSource, send: ObjectSendStream[str]) -> None:
+    async def _purge(self, space_ids: SpaceSource) -> None:
+        send, receive = anyio.create_memory_object_stream[Job](self.concurrency)
+        with self._workers_scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._produce, space_ids, send)
+                for _ in range(self.concurrency):
+                    tg.start_soon(self._work, receive.clone())
+                receive.close()
+
+    async def _progress_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.progress_interval)
+            await self._emit_progress()
+
+    async def _emit_progress(self) -> None:
+        if self._on_progress is not None:
+            result = self._on_progress(self.progress())
+            if inspect.isawaitable(result):
+                await result
+
+    async def _produce(self, source: SpaceSource, send: MemoryObjectSendStream[Job]) -> None:
+        batch_size = USAGE_BATCH if self.release is not None else 1
+        batch: list[str] = []
+        admitted = 0
         async with send:
             with self._producer_scope:
                 async for space_id in _aiter(source):
-                    if not self._seen.add(str(space_id)):
-                        self.duplicates += 1
+                    if not self._admit(space_id):
                         continue
-                    if self._skip is not None and self._skip(space_id):
-                        self.filtered += 1
-                        continue
-                    if self.max_spaces is not None and self.launched >= self.max_spaces:
-                        self.stop(reason="max_spaces")
-                        return
-                    self.launched += 1
-                    await send.send(space_id)
+                    if self.max_spaces is not None and admitted >= self.max_spaces:
+                        self.aborted = self.aborted or "max_spaces"
+                        break
+                    admitted += 1
+                    batch.append(space_id)
+                    if len(batch) >= batch_size:
+                        await self._dispatch(batch, send)
+                        batch = []
+                await self._dispatch(batch, send)
+                self._source_done = True
 
-    async def _work(self, receive: ObjectReceiveStream[str]) -> None:
+    def _admit(self, space_id: str) -> bool:
+        if not self._seen.add(str(space_id)):
+            self.duplicates += 1
+            return False
+        if self._skip is not None and self._skip(space_id):
+            self.filtered += 1
+            return False
+        return True
+
+    async def _dispatch(self, batch: list[str], send: MemoryObjectSendStream[Job]) -> None:
+        """Send a batch to the workers, after one batched size snapshot if release is watched."""
+        sizes = await snapshot_sizes(self.client, batch) if self.release and batch else {}
+        for space_id in batch:
+            self.launched += 1
+            job = (space_id, sizes.get(space_id))
+            try:
+                send.send_nowait(job)  # no checkpoint per id while there is room: see _next_job
+            except anyio.WouldBlock:
+                await send.send(job)
+
+    async def _work(self, receive: MemoryObjectReceiveStream[Job]) -> None:
         async with receive:
-            async for space_id in receive:
+            while (job := await _next_job(receive)) is not None:
+                space_id, size_before = job
                 if self._stopping:
                     self.launched -= 1  # taken from the queue but never started
                     continue
                 self.in_flight += 1
                 try:
-                    outcome = await self._one(space_id)
+                    outcome = await self._one(space_id, size_before)
                 finally:
                     self.in_flight -= 1
                 await self._record(outcome)
 
-    async def _one(self, space_id: str) -> PurgeOutcome:
+    async def _one(self, space_id: str, size_before: int | None) -> PurgeOutcome:
         started = time.monotonic()
-        with structlog.contextvars.bound_contextvars(space_id=space_id):
+        # bind/reset directly: the bound_contextvars() context manager costs 5x more.
+        tokens = structlog.contextvars.bind_contextvars(space_id=space_id)
+        try:
             try:
-                try:
-                    check_path_segment(space_id)
-                    return await self._act(space_id, started)
-                except SMHError as exc:
-                    return _failed(space_id, exc, started)
-                except anyio.get_cancelled_exc_class():
-                    outcome = PurgeOutcome(
-                        space_id,
-                        Outcome.FAILED,
-                        error_code="Interrupted",
-                        error_message="cancelled while in flight; the server may have "
-                        "received the request (safe to resume: emptying is idempotent)",
-                        elapsed_ms=_ms(started),
-                        finished_at=_now(),
-                    )
-                    with anyio.CancelScope(shield=True):
-                        await self._record(outcome)
-                    raise
-                except Exception as exc:  # a bug must not take the other spaces down
-                    return _failed(space_id, exc, started)
-            except InvalidSpaceIdError as exc:  # pragma: no cover - handled above
+                check_path_segment(space_id)
+                return await self._act(space_id, size_before, started)
+            except anyio.get_cancelled_exc_class():
+                outcome = PurgeOutcome(
+                    space_id,
+                    Outcome.FAILED,
+                    error_code="Interrupted",
+                    error_message="cancelled while in flight; the server may have "
+                    "received the request (safe to resume: emptying is idempotent)",
+                    elapsed_ms=_ms(started),
+                    finished_at=_now(),
+                )
+                with anyio.CancelScope(shield=True):
+                    await self._record(outcome)
+                raise
+            except Exception as exc:  # SMHError, or a bug: neither takes other spaces down
                 return _failed(space_id, exc, started)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
-    async def _act(self, space_id: str, started: float) -> PurgeOutcome:
+    async def _act(self, space_id: str, size_before: int | None, started: float) -> PurgeOutcome:
         client = self.client
         if self.dry_run:
             items, size = await client.recycle_bin_totals(space_id)
             return PurgeOutcome(
                 space_id,
                 Outcome.DRY_RUN,
-                attempts=0,
                 elapsed_ms=_ms(started),
                 finished_at=_now(),
                 extra={"bin_items": items, "bin_bytes": size},
             )
-        result = await client.empty_recycle_bin(space_id)
         extra: dict[str, Any] = {}
+        if self.release is not None:
+            items_before = await self._bin_count(space_id)
+            extra = {"size_before": size_before, "bin_items_before": items_before}
+        result = await client.empty_recycle_bin(space_id)
         if self.verify:
-            extra = await self._verify(space_id)
+            remaining = await self._bin_count(space_id)
+            extra["verified"] = None if remaining is None else remaining == 0
+            extra["bin_items_after"] = remaining
+        if self.release is not None:
+            self.release.add(space_id, size_before, extra["bin_items_before"])
         return PurgeOutcome(
             space_id,
             Outcome.ACCEPTED,
@@ -294,30 +351,22 @@ class PurgeRun:
             extra=extra,
         )
 
-    async def _verify(self, space_id: str) -> dict[str, Any]:
+    async def _bin_count(self, space_id: str) -> int | None:
+        """Items in the bin (one ``page_size=1`` listing); None if it could not be read."""
         try:
             page = await self.client.list_recycle_bin(space_id, page=1, page_size=1)
-        except SMHError as exc:
-            return {"verified": None, "verify_error": exc.code or type(exc).__name__}
-        remaining = page.total if page.total is not None else len(page.items)
-        return {"verified": remaining == 0, "bin_items_after": remaining}
+        except SMHError:
+            return None
+        return page.total if page.total is not None else len(page.items)
 
     async def _record(self, outcome: PurgeOutcome) -> None:
-        kind = outcome.outcome
-        if kind is Outcome.ACCEPTED:
-            self.tally.accepted += 1
-        elif kind is Outcome.FAILED:
-            self.tally.failed += 1
-            self.by_error_code[outcome.error_code or "unknown"] += 1
-        elif kind is Outcome.DRY_RUN:
-            self.tally.dry_run += 1
-        else:
-            self.tally.skipped += 1
+        self._count(outcome)
         self.latency.add(outcome.elapsed_ms)
-        library_logger().info(
+        failed = outcome.outcome is Outcome.FAILED
+        (library_logger().warning if failed else library_logger().info)(
             "purge.space",
             space_id=outcome.space_id,
-            outcome=kind.value,
+            outcome=outcome.outcome.value,
             http_status=outcome.http_status,
             error_code=outcome.error_code,
             request_id=outcome.request_id,
@@ -329,6 +378,23 @@ class PurgeRun:
             if inspect.isawaitable(result):
                 await result
         self._check_thresholds(outcome)
+
+    def _count(self, outcome: PurgeOutcome) -> None:
+        kind, extra = outcome.outcome, outcome.extra
+        if kind is Outcome.ACCEPTED:
+            self.tally.accepted += 1
+            if "verified" in extra:
+                key = {True: "verified", False: "verify_not_empty", None: "verify_error"}
+                self.counters[key[extra["verified"]]] += 1
+        elif kind is Outcome.FAILED:
+            self.tally.failed += 1
+            self.by_error_code[outcome.error_code or "unknown"] += 1
+        elif kind is Outcome.DRY_RUN:
+            self.tally.dry_run += 1
+            self.counters["bin_items"] += int(extra.get("bin_items") or 0)
+            self.counters["bin_bytes"] += int(extra.get("bin_bytes") or 0)
+        else:
+            self.tally.skipped += 1
 
     def _check_thresholds(self, outcome: PurgeOutcome) -> None:
         if outcome.outcome is not Outcome.FAILED or self._stopping:
@@ -355,17 +421,17 @@ class PurgeRun:
             latency_ms=self.latency.summary(),
             aborted=self.aborted,
             interrupted=self.interrupted,
+            counters=dict(self.counters),
         )
 
 
 def _failed(space_id: str, exc: Exception, started: float) -> PurgeOutcome:
     if isinstance(exc, SMHError):
-        code = exc.code or type(exc).__name__
         return PurgeOutcome(
             space_id,
             Outcome.FAILED,
             http_status=exc.status,
-            error_code=code,
+            error_code=exc.code or type(exc).__name__,
             error_message=exc.message,
             request_id=exc.request_id,
             attempts=exc.attempts,
@@ -382,12 +448,42 @@ def _failed(space_id: str, exc: Exception, started: float) -> PurgeOutcome:
     )
 
 
+async def _next_job(receive: MemoryObjectReceiveStream[Job]) -> Job | None:
+    """The next queued job, or None once the producer is done.
+
+    A buffered job is taken without a checkpoint: anyio's ``send``/``receive`` yield to the
+    event loop on every item, which held a CPU-bound run to one request per loop iteration
+    (about half the throughput of a plain aiohttp loop; see benchmarks/RESULTS.md). Each job
+    awaits network I/O anyway, so workers still yield and stay cancellable.
+    """
+    try:
+        return receive.receive_nowait()
+    except anyio.WouldBlock:
+        pass
+    except anyio.EndOfStream:
+        return None
+    try:
+        return await receive.receive()
+    except anyio.EndOfStream:
+        return None
+
+
 def _ms(started: float) -> float:
     return (time.monotonic() - started) * 1000.0
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ``; the seconds part is formatted once per second."""
+    global _now_second, _now_prefix
+    now = time.time()
+    second = int(now)
+    if second != _now_second:
+        _now_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _now_second = second
+    return f"{_now_prefix}.{int((now - second) * 1000):03d}Z"
+
+
+_now_second, _now_prefix = -1, ""
 
 
 async def _aiter(source: SpaceSource) -> AsyncIterator[str]:
@@ -407,44 +503,3 @@ def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:
     if len(real) == 1:
         raise real[0]
     raise group
-
-
-class PurgeStream:
-    """Async iterator of outcomes from :func:`stream_purge`; ``summary`` is set at the end."""
-
-    def __init__(self, receive: ObjectReceiveStream[PurgeOutcome], run: PurgeRun) -> None:
-        self._receive = receive
-        self.run = run
-        self.summary: PurgeSummary | None = None
-
-    def __aiter__(self) -> PurgeStream:
-        return self
-
-    async def __anext__(self) -> PurgeOutcome:
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-
-@asynccontextmanager
-async def stream_purge(
-    client: SMHClient, space_ids: SpaceSource, **options: Any
-) -> AsyncIterator[PurgeStream]:
-    """Run a purge in a task group owned by this context; yield outcomes as they finish."""
-    send, receive = anyio.create_memory_object_stream[PurgeOutcome](
-        options.get("concurrency") or client.settings.concurrency
-    )
-    run = PurgeRun(client, on_outcome=send.send, **options)
-    stream = PurgeStream(receive, run)
-
-    async def _drive() -> None:
-        async with send:
-            stream.summary = await run.run(space_ids)
-
-    async with anyio.create_task_group() as tg, receive:
-        tg.start_soon(_drive)
-        try:
-            yield stream
-        finally:
-            tg.cancel_scope.cancel()

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from types import SimpleNamespace, TracebackType
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
 import anyio
+from pydantic import SecretStr
 from yarl import URL
 
 from smh_async import _protocol as proto
 from smh_async._auth import LibrarySecretToken, StaticToken, TokenProvider
 from smh_async._errors import SMHConfigError, SMHError, SMHTimeoutError, SMHTransportError
+from smh_async._limits import ensure_open_files
 from smh_async._logging import library_logger
 from smh_async._models import (
     EmptyBinResult,
@@ -29,6 +32,9 @@ from smh_async._models import (
 from smh_async._protocol import Request, Response, TokenGrant
 from smh_async._retry import RateLimiter, RetryPolicy
 from smh_async._settings import SMHSettings
+
+if TYPE_CHECKING:
+    from smh_async._stream import PurgeStream
 
 __all__ = ["SMHClient"]
 
@@ -43,8 +49,9 @@ OutcomeCallback = Callable[[PurgeOutcome], Awaitable[None] | None]
 class SMHClient:
     """Async client for the SMH business API. Use as ``async with SMHClient(settings):``.
 
-    It owns one ``aiohttp.ClientSession`` (connector limit above the concurrency, so time in
-    the pool queue never counts against a timeout) unless ``session`` is given: a borrowed
+    It owns one ``aiohttp.ClientSession`` (connector limit above the concurrency; a request
+    waits for a free connection *before* its per-attempt deadline starts, so time in that
+    queue never counts against a timeout) unless ``session`` is given: a borrowed
     session is used as is and never closed. Every request is retried per
     :class:`RetryPolicy`; ``403 InvalidAccessToken`` triggers one re-mint when the token
     came from a library secret.
@@ -69,6 +76,7 @@ class SMHClient:
         self.settings = settings
         self.library_id: str = settings.library_id
         self._borrowed = session
+        self._slots: asyncio.Semaphore | None = None  # owned session only
         self._session: aiohttp.ClientSession | None = session
         self._base = settings.base_url.rstrip("/")
         self._tokens = token_provider or self._default_tokens()
@@ -111,6 +119,12 @@ class SMHClient:
     async def __aenter__(self) -> SMHClient:
         if self._session is None:
             self._session = self._new_session()
+            # One slot per pooled connection, taken before the deadline starts (aiohttp
+            # #10313). A semaphore instead of aiohttp's connection-queued trace hooks: any
+            # TraceConfig makes aiohttp build and fire ~8 signals per request (~15% of a
+            # CPU-bound run, benchmarks/RESULTS.md). asyncio's, as aiohttp needs asyncio
+            # anyway and its uncontended acquire does not yield.
+            self._slots = asyncio.Semaphore(self.connection_limit or 1)
         return self
 
     async def __aexit__(
@@ -123,6 +137,7 @@ class SMHClient:
         if self._session is not None and self._borrowed is None:
             await self._session.close()
             self._session = None
+            self._slots = None
 
     @property
     def connection_limit(self) -> int:
@@ -134,6 +149,8 @@ class SMHClient:
 
     def _new_session(self) -> aiohttp.ClientSession:
         s = self.settings
+        # Fail before anything is sent if the pool cannot fit under the open-files limit.
+        ensure_open_files(s.concurrency + SPARE_CONNECTIONS, concurrency=s.concurrency)
         connector = aiohttp.TCPConnector(
             limit=s.concurrency + SPARE_CONNECTIONS,
             ttl_dns_cache=s.dns_ttl or None,
@@ -141,13 +158,9 @@ class SMHClient:
             force_close=s.force_close,
             ssl=self._ssl(),
         )
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_queued_start.append(_pause_deadline)
-        trace.on_connection_queued_end.append(_resume_deadline)
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout),
-            trace_configs=[trace],
             headers={"User-Agent": f"smh-async/{_version()}"},
         )
         # aiohttp silently re-sends an idempotent request once when a kept-alive connection
@@ -175,7 +188,9 @@ class SMHClient:
         """
         started = time.monotonic()
         attempt = 0
-        reauthed = False
+        # One re-mint per rejected token (not per request): a token revoked again by a later
+        # storm while this request waited is replaced too; max_attempts still bounds it.
+        rejected: set[str] = set()
         while True:
             attempt += 1
             if self.rate_limiter is not None:
@@ -190,15 +205,17 @@ class SMHClient:
                 error: SMHError = proto.error_from_response(request, response)
             except SMHTransportError as exc:
                 error = exc
+            _forget_credentials(error, token, self.settings.library_secret)
             error.attempts = attempt
             if (
                 request.auth == "token"
-                and not reauthed
                 and proto.needs_reauth(error)
                 and token is not None
+                and token not in rejected
+                and attempt < self.retry_policy.max_attempts
                 and await self._tokens.invalidate(token)
             ):
-                reauthed = True
+                rejected.add(token)
                 self._log_retry(request, error, attempt, 0.0, reason="token_rejected")
                 continue
             wait = self.retry_policy.next_wait(error, attempt, started)
@@ -227,14 +244,18 @@ class SMHClient:
         if self._session is None:
             raise RuntimeError("SMHClient is not open: use 'async with SMHClient(...)'")
         url = self._url(request, token)
-        with anyio.CancelScope(deadline=anyio.current_time() + self.settings.timeout) as scope:
+        slots = self._slots
+        if slots is None:
+            return await self._exchange(self._session, request, url)
+        async with slots:
+            return await self._exchange(self._session, request, url)
+
+    async def _exchange(
+        self, session: aiohttp.ClientSession, request: Request, url: URL
+    ) -> Response:
+        with anyio.CancelScope(deadline=anyio.current_time() + self.settings.timeout):
             try:
-                async with self._session.request(
-                    request.method,
-                    url,
-                    allow_redirects=False,
-                    trace_request_ctx=SimpleNamespace(scope=scope),
-                ) as resp:
+                async with session.request(request.method, url, allow_redirects=False) as resp:
                     if (resp.content_length or 0) > MAX_BODY:
                         raise SMHTransportError(
                             f"reply body of {resp.content_length} bytes exceeds {MAX_BODY}",
@@ -273,7 +294,10 @@ class SMHClient:
             params.append(("library_secret", secret.get_secret_value() if secret else ""))
         elif request.auth == "path":
             path = path.replace(proto.TOKEN_PLACEHOLDER, quote(token or "", safe=""))
-        return URL(self._base + path, encoded=True).with_query(params)
+        # Quoted by hand and passed as encoded: yarl's with_query() re-parses and re-quotes
+        # the whole URL on every request (~5% of a CPU-bound run).
+        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
+        return URL(f"{self._base}{path}?{query}" if query else self._base + path, encoded=True)
 
     # ------------------------------------------------------------ API
 
@@ -300,7 +324,11 @@ class SMHClient:
         """
         request = proto.empty_recycle_bin(self.library_id, space_id)
         response, attempts = await self.call(request)
-        proto.check_empty_bin(request, response)
+        try:
+            proto.check_empty_bin(request, response)
+        except SMHError as exc:
+            exc.attempts = attempts  # the report must count the request that was sent
+            raise
         return EmptyBinResult(
             request.space_id or space_id, response.status, response.request_id, attempts
         )
@@ -379,35 +407,31 @@ class SMHClient:
         *,
         concurrency: int | None = None,
         **options: Any,
-    ) -> AbstractAsyncContextManager[Any]:
+    ) -> AbstractAsyncContextManager[PurgeStream]:
         """Streaming form: ``async with smh.purge(ids) as outcomes: async for o in outcomes``.
 
         The context manager owns the worker task group (anyio forbids yielding from inside
         one); ``outcomes.summary`` is set once the stream is exhausted.
         """
-        from smh_async._bulk import stream_purge
+        from smh_async._stream import stream_purge
 
         return stream_purge(self, space_ids, concurrency=concurrency, **options)
+
+
+def _forget_credentials(error: SMHError, token: str | None, secret: SecretStr | None) -> None:
+    """Blank out credential values a server echoed back verbatim (``scrub`` only catches
+    them in ``access_token=`` form), so reports and callers never receive them."""
+    values = [v for v in (token, secret.get_secret_value() if secret else None) if v]
+    for name in ("message", "code", "request_id"):
+        text = getattr(error, name)
+        if text and any(v in text for v in values):
+            for value in values:
+                text = text.replace(value, "[REDACTED]")
+            setattr(error, name, text)
+    error.args = (error.message,)
 
 
 def _version() -> str:
     from smh_async._version import __version__
 
     return __version__
-
-
-async def _pause_deadline(
-    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
-) -> None:
-    scope = getattr(ctx.trace_request_ctx, "scope", None)
-    if scope is not None:
-        ctx.remaining = scope.deadline - anyio.current_time()
-        scope.deadline = float("inf")
-
-
-async def _resume_deadline(
-    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
-) -> None:
-    scope = getattr(ctx.trace_request_ctx, "scope", None)
-    if scope is not None and hasattr(ctx, "remaining"):
-        scope.deadline = anyio.current_time() + ctx.remaining

@@ -78,8 +78,9 @@ class SMHError(Exception):
     ) -> None:
         self.message = scrub(message)
         self.status = status
-        self.code = code
-        self.request_id = request_id
+        # code and request id come from the server too: a gateway may echo the URL in them.
+        self.code = scrub(code, limit=100) if code else code
+        self.request_id = scrub(request_id, limit=200) if request_id else request_id
         self.space_id = space_id
         self.route = route
         self.attempts = attempts
@@ -89,7 +90,7 @@ class SMHError(Exception):
         head = " ".join(str(p) for p in (self.status, self.code) if p is not None)
         text = f"{head}: {self.message}" if head else self.message
         extras = [
-            f"{name}={value}"
+            f"{name}={scrub(str(value), limit=100)}"  # ids may hold control characters
             for name, value in (
                 ("space_id", self.space_id),
                 ("route", self.route),

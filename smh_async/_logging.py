@@ -30,11 +30,36 @@ _SECRET_KEY = re.compile(r"(?i)(^|_)(access_?token|token|secret|password|authori
 
 
 def library_logger() -> Any:
-    """The logger library code emits through (decided per call: cheap, and follows the host)."""
-    if structlog.is_configured():
-        return structlog.get_logger(LOGGER_NAME)
-    return _stdlib_logger
+    """The logger library code emits through (decided per call, so it follows the host).
 
+    When the host turned on ``cache_logger_on_first_use``, the bound logger is reused until
+    the host's structlog configuration changes (compared by identity, so ``configure()`` and
+    ``capture_logs()`` take effect at once): binding a fresh one per event cost ~15 µs, about
+    a tenth of a whole request on loopback (benchmarks/RESULTS.md).
+    """
+    global _cached
+    if not structlog.is_configured():
+        return _stdlib_logger
+    config = structlog.get_config()
+    if not config["cache_logger_on_first_use"]:
+        return structlog.get_logger(LOGGER_NAME)
+    key = tuple(config[name] for name in _CONFIG_KEYS)
+    cached = _cached
+    if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        return cached[1]
+    logger = structlog.get_logger(LOGGER_NAME).bind()
+    _cached = (key, logger)
+    return logger
+
+
+_CONFIG_KEYS = ("processors", "wrapper_class", "context_class", "logger_factory")
+_cached: tuple[tuple[Any, ...], Any] | None = None
+
+
+# Without a handler of its own, a library logger's WARNING records reach logging's "last
+# resort" handler and get printed to stderr when the host configured nothing. The stdlib's
+# advice for libraries: attach a NullHandler (the host's handlers still see every record).
+logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
 _stdlib_logger = structlog.wrap_logger(
     logging.getLogger(LOGGER_NAME),

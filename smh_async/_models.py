@@ -134,6 +134,9 @@ class PurgeSummary:
     latency_ms: Mapping[str, float]
     aborted: str | None = None
     interrupted: bool = False
+    # Optional tallies: bin_items/bin_bytes (dry run), verified/verify_not_empty/verify_error
+    # (--verify), released/release_pending/nothing_to_release/unknown (--wait-release).
+    counters: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def ok(self) -> bool:
@@ -160,4 +163,5 @@ class PurgeSummary:
             "latency_ms": dict(self.latency_ms),
             "aborted": self.aborted,
             "interrupted": self.interrupted,
+            "counters": dict(self.counters),
         }

@@ -1,10 +1,20 @@
-"""JSON Lines purge reports: one object per space, written and flushed as it finishes."""
+"""JSON Lines purge reports: one object per space, written and flushed as it finishes.
+
+A resumed run appends to the same file, and shards write one file each, so a space can have
+several rows across files: the **last row wins** (files in the order given, rows in file
+order). :func:`summarize_reports` applies that rule in two passes with memory for one small
+index entry per space, never the rows themselves. ``--wait-release`` results live in a
+sibling file (:func:`release_path`) so the main report keeps exactly one row per space.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -12,7 +22,18 @@ from typing import IO, Any
 from smh_async._dedupe import FingerprintSet
 from smh_async._models import Outcome, PurgeOutcome
 
-__all__ = ["ReportWriter", "read_report", "resume_set"]
+__all__ = [
+    "ReportSummary",
+    "ReportWriter",
+    "read_report",
+    "release_path",
+    "resume_set",
+    "summarize_reports",
+]
+
+StrPath = str | os.PathLike[str]
+# One encoder for every row: json.dumps() with any option builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class ReportWriter:
@@ -21,7 +42,7 @@ class ReportWriter:
     ``append=True`` keeps earlier rows (used when resuming into the same file).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, append: bool = False) -> None:
+    def __init__(self, path: StrPath, *, append: bool = False) -> None:
         self.path = Path(path)
         self._file: IO[str] | None = None
         self._append = append
@@ -45,10 +66,14 @@ class ReportWriter:
         self.close()
 
     def write(self, outcome: PurgeOutcome) -> None:
-        """Write one row and flush it to the OS."""
+        """Write one outcome's row and flush it to the OS."""
+        self.write_record(outcome.to_record())
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Write one JSON-ready row (e.g. a release result) and flush it to the OS."""
         if self._file is None:
             raise RuntimeError("ReportWriter is not open")
-        self._file.write(json.dumps(outcome.to_record(), ensure_ascii=False) + "\n")
+        self._file.write(_ENCODER.encode(record) + "\n")
         self._file.flush()
         self.rows += 1
 
@@ -61,22 +86,34 @@ class ReportWriter:
             self._file = None
 
 
-def read_report(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+def release_path(report: StrPath) -> Path:
+    """Where ``--wait-release`` results go: ``purge.jsonl`` → ``purge.release.jsonl``."""
+    path = Path(report)
+    if not path.suffix:
+        return path.with_name(path.name + ".release")
+    return path.with_name(f"{path.stem}.release{path.suffix}")
+
+
+def read_report(path: StrPath) -> Iterator[dict[str, Any]]:
     """Rows of a report; a torn last line (crash mid-write) is skipped, not fatal."""
-    with Path(path).open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
+    for _, row in _rows_with_offsets(path):
+        yield row
+
+
+def _rows_with_offsets(path: StrPath) -> Iterator[tuple[int, dict[str, Any]]]:
+    with Path(path).open("rb") as f:
+        offset = 0
+        for raw in f:
+            start, offset = offset, offset + len(raw)
             try:
-                row = json.loads(line)
+                row = json.loads(raw.decode("utf-8", "replace"))
             except ValueError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("space_id"), str):
-                yield row
+                yield start, row
 
 
-def resume_set(paths: Iterable[str | os.PathLike[str]]) -> FingerprintSet:
+def resume_set(paths: Iterable[StrPath]) -> FingerprintSet:
     """Ids already ``accepted`` in earlier reports (compact: 8 bytes-ish per id)."""
     done = FingerprintSet()
     for path in paths:
@@ -86,3 +123,56 @@ def resume_set(paths: Iterable[str | os.PathLike[str]]) -> FingerprintSet:
             if row.get("outcome") == Outcome.ACCEPTED.value:
                 done.add(row["space_id"])
     return done
+
+
+@dataclass
+class ReportSummary:
+    """The final state of every space across one or more reports (last row wins)."""
+
+    files: int = 0
+    rows: int = 0
+    spaces: int = 0
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    by_error_code: Counter[str] = field(default_factory=Counter)
+    release: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        """Spaces whose final row is ``failed``."""
+        return self.by_outcome.get(Outcome.FAILED.value, 0)
+
+
+def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -> ReportSummary:
+    """Merge reports (last row per space wins); optionally write the final rows to ``output``.
+
+    Sibling release files (:func:`release_path`) are folded in when present. Missing files
+    raise ``FileNotFoundError``.
+    """
+    files = [Path(p) for p in paths]
+    files += [r for p in files if (r := release_path(p)).is_file() and r not in files]
+    summary = ReportSummary(files=len(files))
+    last: dict[tuple[bool, str], tuple[int, int]] = {}
+    for index, path in enumerate(files):
+        for offset, row in _rows_with_offsets(path):
+            summary.rows += 1
+            last["release" in row, row["space_id"]] = (index, offset)
+    with ExitStack() as stack:
+        out = stack.enter_context(Path(output).open("w", encoding="utf-8")) if output else None
+        for index, path in enumerate(files):
+            for offset, row in _rows_with_offsets(path):
+                if last.get(("release" in row, row["space_id"])) == (index, offset):
+                    _count_final(summary, row, out)
+    return summary
+
+
+def _count_final(summary: ReportSummary, row: dict[str, Any], out: IO[str] | None) -> None:
+    if "release" in row:
+        summary.release[str(row["release"])] += 1
+        return
+    summary.spaces += 1
+    outcome = str(row.get("outcome"))
+    summary.by_outcome[outcome] += 1
+    if outcome == Outcome.FAILED.value:
+        summary.by_error_code[str(row.get("error_code") or "unknown")] += 1
+    if out is not None:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")

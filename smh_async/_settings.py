@@ -80,6 +80,14 @@ class SMHSettings(BaseSettings):
         except ValidationError as exc:
             raise _config_error(exc) from None
 
+    @field_validator("access_token", "library_secret")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty SMH_LIBRARY_SECRET= (e.g. a missing Kubernetes secret) must not be sent.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty or blank (unset it instead)")
+        return value
+
     @field_validator("library_id")
     @classmethod
     def _library_id_is_a_segment(cls, value: str | None) -> str | None:

@@ -9,154 +9,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TextIO, cast
 
 import anyio
+import structlog
 
 from smh_async._bulk import PurgeRun
+from smh_async._cli_args import SETTING_FLAGS, build_parser
 from smh_async._client import SMHClient
+from smh_async._console import ProgressLog, StatusLine, print_report_summary, print_summary
 from smh_async._errors import SMHConfigError, SMHError
 from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._models import PurgeSummary
-from smh_async._report import ReportWriter, resume_set
+from smh_async._progress import ProgressSnapshot
+from smh_async._report import ReportWriter, release_path, resume_set, summarize_reports
 from smh_async._settings import SMHSettings
-from smh_async._version import __version__
+from smh_async._shard import Shard
+from smh_async._targets import TargetFilter, Targets, count_targets, read_space_file
 
-__all__ = ["main"]
+__all__ = ["build_parser", "exit_code", "load_settings", "main", "read_space_file"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-MAX_LINE = 4096
-
-# CLI flag → SMHSettings field (None values are left to the environment / .env / defaults).
-SETTING_FLAGS = {
-    "base_url": "base_url",
-    "library_id": "library_id",
-    "access_token": "access_token",
-    "library_secret": "library_secret",
-    "user_id": "user_id",
-    "allow_insecure_http": "allow_insecure_http",
-    "ca_bundle": "ca_bundle",
-    "concurrency": "concurrency",
-    "rate": "rate",
-    "rate_burst": "rate_burst",
-    "max_attempts": "max_attempts",
-    "timeout": "timeout",
-}
+TTY_REFRESH_S = 0.25
 
 
 class UsageError(Exception):
     """Bad command-line usage: exit 2 with this message."""
 
 
-def _connection_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("connection (each also read from SMH_* environment / .env)")
-    g.add_argument("--base-url", help="SMH API root (default https://api.tencentsmh.cn)")
-    g.add_argument("--library-id", help="media library id")
-    g.add_argument(
-        "--access-token", help="access token (prefer SMH_ACCESS_TOKEN: argv is visible in ps)"
-    )
-    g.add_argument(
-        "--library-secret", help="library secret to mint tokens (prefer SMH_LIBRARY_SECRET)"
-    )
-    g.add_argument("--user-id", help="user_id sent with each request")
-    g.add_argument(
-        "--allow-insecure-http",
-        action="store_true",
-        default=None,
-        help="allow plain http to a non-loopback host",
-    )
-    g.add_argument("--ca-bundle", help="PEM file of certificate authorities to trust")
-    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 32)")
-    g.add_argument("--rate", type=float, help="requests per second cap for this process")
-    g.add_argument("--rate-burst", type=int, help="requests allowed back to back (default 1)")
-    g.add_argument(
-        "--max-attempts", type=int, help="attempts per request incl. retries (default 5)"
-    )
-    g.add_argument("--timeout", type=float, help="per-attempt timeout in seconds (default 30)")
-
-
-def _log_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        default="auto",
-        help="log rendering on stderr: console on a TTY, JSON otherwise (auto)",
-    )
-    p.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="log level (info)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used by the docs test to check the README reference)."""
-    parser = argparse.ArgumentParser(
-        prog="smh-async",
-        description="Empty the recycle bins of many Tencent Cloud SMH tenant spaces at once.",
-    )
-    parser.add_argument("--version", action="version", version=f"smh-async {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    purge = sub.add_parser(
-        "purge",
-        help="empty the recycle bins of the given spaces",
-        description="Empty recycle bins. A 204 means SMH *accepted* the "
-        "request: it deletes and releases space asynchronously.",
-    )
-    purge.add_argument("space_ids", nargs="*", metavar="SPACE_ID", help="space ids to purge")
-    src = purge.add_argument_group("targets (exactly one source)")
-    src.add_argument("--spaces-file", help="file with one space id per line ('-' = stdin)")
-    src.add_argument("--all-spaces", action="store_true", help="every tenant space of the library")
-    run = purge.add_argument_group("run")
-    run.add_argument("--report", help="write a JSON Lines report, one row per space")
-    run.add_argument("--resume", help="skip spaces already accepted in this earlier report")
-    run.add_argument("--dry-run", action="store_true", help="list bin sizes, send no DELETE")
-    run.add_argument("--verify", action="store_true", help="after each 204, check the bin is empty")
-    run.add_argument(
-        "--max-failure-rate",
-        type=float,
-        help="stop launching when this share of spaces failed (0..1)",
-    )
-    run.add_argument("--max-spaces", type=int, help="never purge more than this many spaces")
-    run.add_argument("--no-progress", action="store_true", help="no progress display/events")
-    _connection_flags(purge)
-    _log_flags(purge)
-
-    spaces = sub.add_parser("spaces", help="list tenant space ids, one per line")
-    _connection_flags(spaces)
-    _log_flags(spaces)
-
-    fake = sub.add_parser("fake-server", help="run the built-in SMH emulator on loopback")
-    fake.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    fake.add_argument("--port", type=int, default=0, help="port (0 = any free port)")
-    fake.add_argument("--spaces", type=int, default=1000, help="tenant spaces to seed")
-    fake.add_argument("--items-per-space", type=int, default=3, help="bin items per space")
-    fake.add_argument(
-        "--release-delay",
-        type=float,
-        default=2.0,
-        help="seconds until an emptied bin's bytes are released",
-    )
-    fake.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
-
-    demo = sub.add_parser("demo", help="seed the emulator and purge it through the real path")
-    demo.add_argument("--spaces", type=int, default=2000, help="tenant spaces to seed (2000)")
-    demo.add_argument("--concurrency", type=int, default=64, help="requests in flight (64)")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "purge" and args.processes != 1:
+            return _multi_process_purge(args, sys.argv[1:] if argv is None else list(argv))
         if args.command == "purge":
             return anyio.run(_purge_command, args)
+        if args.command == "report":
+            return _report_command(args)
         if args.command == "spaces":
             return anyio.run(_spaces_command, args)
         if args.command == "fake-server":
@@ -170,6 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smh-async: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
+    """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
+    from smh_async._multiproc import run_processes
+
+    if not 1 < args.processes <= 256:
+        raise UsageError("--processes must be between 1 and 256")
+    if args.spaces_file == "-" or args.shard:
+        raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
+    return run_processes(argv, args.processes, args.report)
 
 
 def load_settings(args: argparse.Namespace) -> SMHSettings:
@@ -186,34 +93,21 @@ def _secrets(settings: SMHSettings) -> list[str]:
     return [s.get_secret_value() for s in (settings.access_token, settings.library_secret) if s]
 
 
-def _setup(args: argparse.Namespace) -> SMHSettings:
+def _setup(args: argparse.Namespace, status: StatusLine | None = None) -> SMHSettings:
     settings = load_settings(args)
-    configure_cli_logging(fmt=args.log_format, level=args.log_level, secrets=_secrets(settings))
+    level = args.log_level or ("warning" if status is not None else "info")
+    # StatusLine is file-like (write/flush/isatty), which is all structlog's WriteLogger uses.
+    stream = cast("TextIO | None", status)
+    configure_cli_logging(
+        fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
+    )
     return settings
 
 
 # ---------------------------------------------------------------- purge
 
 
-def read_space_file(stream: IO[bytes]) -> Iterator[str]:
-    """Space ids from a file: one per line, blank lines and ``#`` comments skipped.
-
-    Undecodable bytes and over-long lines are passed on (escaped / cut) so that they are
-    rejected per space with a clear reason instead of aborting the run.
-    """
-    while True:
-        line = stream.readline(MAX_LINE + 1)
-        if not line:
-            return
-        if len(line) > MAX_LINE and not line.endswith(b"\n"):
-            while (rest := stream.readline(1 << 16)) and not rest.endswith(b"\n"):
-                pass
-        text = line.strip().decode("utf-8", "backslashreplace")
-        if text and not text.startswith("#"):
-            yield text
-
-
-def _check_sources(args: argparse.Namespace) -> None:
+def _check_args(args: argparse.Namespace) -> Shard | None:
     sources = sum(bool(x) for x in (args.space_ids, args.spaces_file, args.all_spaces))
     if sources != 1:
         raise UsageError(
@@ -223,62 +117,132 @@ def _check_sources(args: argparse.Namespace) -> None:
         raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
     if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
         raise UsageError("--max-failure-rate must be in (0, 1]")
+    for flag in ("max_spaces", "wait_release", "grace", "min_sample"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
+    try:
+        return Shard.parse(args.shard)
+    except ValueError as exc:
+        raise UsageError(f"--shard: {exc}") from None
 
 
-async def _space_ids(args: argparse.Namespace, client: SMHClient) -> AsyncIterator[str]:
-    if args.all_spaces:
-        async for space in client.iter_spaces():
-            yield space.space_id
-        return
-    if args.space_ids:
-        for space_id in args.space_ids:
-            yield space_id
-        return
-    if args.spaces_file == "-":
-        source: IO[bytes] = sys.stdin.buffer
-        for n, space_id in enumerate(read_space_file(source)):
-            yield space_id
-            if n % 256 == 255:
-                await anyio.lowlevel.checkpoint()
-        return
-    with Path(args.spaces_file).open("rb") as f:  # noqa: ASYNC230 (a local file, read lazily)
-        for n, space_id in enumerate(read_space_file(f)):
-            yield space_id
-            if n % 256 == 255:
-                await anyio.lowlevel.checkpoint()
+class _Reports:
+    """The run's report file and its ``--wait-release`` sibling, opened and closed together."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.path: str | None = args.report
+        same = bool(args.resume and args.report) and (
+            Path(args.resume).resolve() == Path(args.report).resolve()
+        )
+        self.main = ReportWriter(args.report, append=same) if args.report else None
+        self.release = None
+        if args.report and args.wait_release is not None and not args.dry_run:
+            self.release = ReportWriter(release_path(args.report), append=same)
+
+    def open(self, stack: ExitStack) -> None:
+        for writer in (self.main, self.release):
+            if writer is not None:
+                stack.enter_context(writer)
+
+    def options(self) -> dict[str, Any]:
+        """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""
+        release = self.release
+        return {
+            "on_outcome": self.main.write if self.main else None,
+            "on_release": (lambda r: release.write_record(r.to_record())) if release else None,
+        }
+
+
+def _progress(
+    args: argparse.Namespace, status: StatusLine | None
+) -> tuple[Callable[[ProgressSnapshot], None] | None, float]:
+    """The progress callback and how often the engine calls it."""
+    if args.no_progress:
+        return None, 1.0
+    if status is not None:
+        return status.show, TTY_REFRESH_S
+    log = structlog.get_logger("smh_async.cli")
+    return ProgressLog(log, interval=args.progress_interval), 0.5
 
 
 async def _purge_command(args: argparse.Namespace) -> int:
-    _check_sources(args)
-    settings = _setup(args)
-    client = SMHClient(settings)
-    resumed = resume_set([args.resume]) if args.resume else None
-    same_file = bool(args.resume and args.report and Path(args.resume) == Path(args.report))
-    writer = ReportWriter(args.report, append=same_file) if args.report else None
-    async with client:
+    shard = _check_args(args)
+    tty = not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
+    status = StatusLine(sys.stderr) if tty else None
+    settings = _setup(args, status)
+    targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
+    skip = TargetFilter(shard, resume_set([args.resume]) if args.resume else None)
+    reports = _Reports(args)
+    on_progress, interval = _progress(args, status)
+    _log_plan(settings, shard)
+    async with SMHClient(settings) as client:
         if settings.library_secret is not None and settings.access_token is None:
             await _preflight(client)
         run = PurgeRun(
             client,
-            skip=resumed.__contains__ if resumed is not None else None,
+            skip=skip,
             dry_run=args.dry_run,
             verify=args.verify,
+            wait_release=args.wait_release,
             max_failure_rate=args.max_failure_rate,
+            min_sample=args.min_sample,
             max_spaces=args.max_spaces,
-            on_outcome=writer.write if writer else None,
+            grace=args.grace,
+            on_progress=on_progress,
+            progress_interval=interval,
+            **reports.options(),
         )
-        if writer:
-            writer.open()
+        with ExitStack() as stack:
+            reports.open(stack)
+            source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
+    if status is not None:
+        status.close()
+    summary = run.summary()
+    reasons = {"not in shard": skip.not_in_shard, "already done (resume)": skip.already_done}
+    release = str(reports.release.path) if reports.release else None
+    print_summary(summary, reports.path, skipped_reasons=reasons, release_report=release)
+    return EXIT_FAILED if source_failed and not summary.interrupted else exit_code(summary)
+
+
+async def _drive(
+    run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter, *, count: bool
+) -> bool:
+    """Run the purge with the signal watcher (and the counting pass); True if input failed."""
+    log = structlog.get_logger("smh_async.cli")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, run, tg.cancel_scope)
+        if count and targets.rereadable:
+            tg.start_soon(_count, run, targets, client, skip)
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_watch_signals, run, tg.cancel_scope)
-                summary = await run.run(_space_ids(args, client))
-                tg.cancel_scope.cancel()
-        finally:
-            if writer:
-                writer.close()
-    _print_summary(summary, args.report, resumed=run.filtered)
-    return exit_code(summary)
+            await run.run(targets.iterate(client))
+        except SMHError as exc:  # the listing or the file gave out: the target set is partial
+            log.error("purge.source_failed", error_code=exc.code, error=str(exc))
+            tg.cancel_scope.cancel()
+            return True
+        tg.cancel_scope.cancel()
+    return False
+
+
+async def _count(run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter) -> None:
+    def update(n: int, final: bool) -> None:
+        run.set_total(n, final=final)
+
+    try:
+        await count_targets(targets.iterate(client), skip.skips, update)
+    except SMHError as exc:  # only the display loses its total
+        structlog.get_logger("smh_async.cli").warning("purge.count_failed", error_code=exc.code)
+
+
+def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:
+    count = shard.count if shard else 1
+    structlog.get_logger("smh_async.cli").info(
+        "purge.plan",
+        shard=str(shard) if shard else None,
+        rate_per_s=settings.rate,
+        rate_all_shards_per_s=settings.rate * count if settings.rate else None,
+        concurrency=settings.concurrency,
+    )
 
 
 async def _preflight(client: SMHClient) -> None:
@@ -291,10 +255,13 @@ async def _preflight(client: SMHClient) -> None:
 
 async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
+        async for signum in signals:
             if run.stopping:
                 scope.cancel()  # a second signal: stop waiting for in-flight requests
                 return
+            structlog.get_logger("smh_async.cli").warning(
+                "purge.stopping", signal=signal.Signals(signum).name, grace_s=run.grace
+            )
             run.stop(interrupted=True)
 
 
@@ -309,30 +276,16 @@ def exit_code(summary: PurgeSummary) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _print_summary(summary: PurgeSummary, report: str | None, *, resumed: int = 0) -> None:
-    s = summary
-    lines = [
-        f"spaces: {s.total}  accepted: {s.accepted}  failed: {s.failed}  "
-        f"dry_run: {s.dry_run}  skipped: {s.skipped}  duplicates: {s.duplicates}"
-        + (f"  already done (resume/shard): {resumed}" if resumed else ""),
-        f"elapsed: {s.elapsed_s:.2f} s  rate: {s.rate_per_s:.1f}/s  latency ms "
-        f"p50 {s.latency_ms['p50']}  p95 {s.latency_ms['p95']}  max {s.latency_ms['max']}",
-    ]
-    if s.by_error_code:
-        codes = ", ".join(f"{c}={n}" for c, n in sorted(s.by_error_code.items()))
-        lines.append(f"failures by code: {codes}")
-    if s.aborted:
-        lines.append(f"ABORTED: {s.aborted}")
-    if s.interrupted:
-        lines.append("INTERRUPTED: re-run with --resume REPORT to finish the rest")
-    if s.accepted:
-        lines.append("accepted = SMH answered 204; it deletes and releases space asynchronously")
-    if report:
-        lines.append(f"report: {report}")
-    print("\n".join(lines), flush=True)
-
-
 # ---------------------------------------------------------------- other commands
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    missing = [p for p in args.paths if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"no such report: {', '.join(missing)}")
+    summary = summarize_reports(args.paths, output=args.output)
+    print_report_summary(summary)
+    return EXIT_FAILED if summary.failed else EXIT_OK
 
 
 async def _spaces_command(args: argparse.Namespace) -> int:
@@ -341,6 +294,9 @@ async def _spaces_command(args: argparse.Namespace) -> int:
         try:
             async for space in client.iter_spaces():
                 sys.stdout.write(space.space_id + "\n")
+        except BrokenPipeError:  # `smh-async spaces | head`: the reader has all it wants
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (silences the exit flush)
+            return EXIT_OK
         except SMHError as exc:
             print(
                 f"smh-async: error: {Redactor(_secrets(settings)).text(str(exc))}", file=sys.stderr

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 import aiohttp
 import anyio
 import pytest
 
 from smh_async import (
+    EmptyBinResult,
     SMHAuthError,
     SMHClient,
     SMHConfigError,
@@ -319,14 +318,13 @@ async def test_time_queued_for_a_pooled_connection_is_not_timed(
         await smh.token_provider.get()
         assert smh.connection_limit == 9
         fake.latency = 0.3  # 27 calls over 9 connections: the last wait ~0.6 s in the queue
-        results = []
+        results: list[EmptyBinResult] = []
+
+        async def empty(space_id: str) -> None:
+            results.append(await smh.empty_recycle_bin(space_id))
+
         async with anyio.create_task_group() as tg:
             for sid in ids:
-                tg.start_soon(lambda s=sid: _append(results, smh.empty_recycle_bin(s)))
+                tg.start_soon(empty, sid)
     assert len(results) == 27 and {r.attempts for r in results} == {1}
     assert fake.peak_in_flight_by_route["empty_bin"] == 9
-
-
-async def _append(results: list[object], call: Awaitable[object]) -> None:
-    """Await ``call`` and collect its result."""
-    results.append(await call)

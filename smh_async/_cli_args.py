@@ -1,0 +1,183 @@
+"""The ``smh-async`` argument parser (kept apart from :mod:`smh_async.cli`, which runs it)."""
+
+from __future__ import annotations
+
+import argparse
+
+from smh_async._version import __version__
+
+__all__ = ["SETTING_FLAGS", "build_parser"]
+
+# CLI flag → SMHSettings field (None values are left to the environment / .env / defaults).
+SETTING_FLAGS = {
+    "base_url": "base_url",
+    "library_id": "library_id",
+    "access_token": "access_token",
+    "library_secret": "library_secret",
+    "user_id": "user_id",
+    "allow_insecure_http": "allow_insecure_http",
+    "ca_bundle": "ca_bundle",
+    "concurrency": "concurrency",
+    "rate": "rate",
+    "rate_burst": "rate_burst",
+    "max_attempts": "max_attempts",
+    "timeout": "timeout",
+}
+
+
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection (each also read from SMH_* environment / .env)")
+    g.add_argument("--base-url", help="SMH API root (default https://api.tencentsmh.cn)")
+    g.add_argument("--library-id", help="media library id")
+    g.add_argument(
+        "--access-token", help="access token (prefer SMH_ACCESS_TOKEN: argv is visible in ps)"
+    )
+    g.add_argument(
+        "--library-secret", help="library secret to mint tokens (prefer SMH_LIBRARY_SECRET)"
+    )
+    g.add_argument("--user-id", help="user_id sent with each request")
+    g.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        default=None,
+        help="allow plain http to a non-loopback host",
+    )
+    g.add_argument("--ca-bundle", help="PEM file of certificate authorities to trust")
+    g.add_argument("--concurrency", type=int, help="requests in flight at most (default 32)")
+    g.add_argument(
+        "--rate",
+        type=float,
+        help="requests per second cap for THIS process (each shard has its own cap)",
+    )
+    g.add_argument(
+        "--rate-burst",
+        type=int,
+        help="requests that may start back to back after an idle spell (default 1)",
+    )
+    g.add_argument(
+        "--max-attempts", type=int, help="attempts per request incl. retries (default 5)"
+    )
+    g.add_argument("--timeout", type=float, help="per-attempt timeout in seconds (default 30)")
+
+
+def _log_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="log rendering on stderr: console on a TTY, JSON otherwise (auto)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=["debug", "info", "warning", "error"],
+        help="log level (info; warning under the live progress line)",
+    )
+
+
+def _run_flags(purge: argparse.ArgumentParser) -> None:
+    run = purge.add_argument_group("run")
+    run.add_argument("--report", help="write a JSON Lines report, one row per space")
+    run.add_argument(
+        "--resume", help="skip spaces already accepted in this report (may equal --report)"
+    )
+    run.add_argument("--dry-run", action="store_true", help="list bin sizes, send no DELETE")
+    run.add_argument("--verify", action="store_true", help="after each 204, check the bin is empty")
+    run.add_argument(
+        "--wait-release",
+        type=float,
+        metavar="SECONDS",
+        help="after the purge, poll usage until the space is released or SECONDS pass",
+    )
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="purge only shard I of N (stable hash of the space id); '/N' takes I from "
+        "JOB_COMPLETION_INDEX; default from SMH_SHARD_COUNT/SMH_SHARD_INDEX",
+    )
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the run over N processes on this machine (shards i/N, one merged report)",
+    )
+    run.add_argument(
+        "--max-failure-rate",
+        type=float,
+        help="stop launching when this share of spaces failed (0..1), exit 3",
+    )
+    run.add_argument(
+        "--min-sample", type=int, default=20, help="spaces finished before the rate counts (20)"
+    )
+    run.add_argument(
+        "--max-spaces", type=int, help="purge at most N spaces; more in the input → exit 3"
+    )
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="seconds in-flight requests get after SIGINT/SIGTERM (10)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress display/events")
+    run.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        help="seconds between purge.progress log events off a terminal (5)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs test to check the README reference)."""
+    parser = argparse.ArgumentParser(
+        prog="smh-async",
+        description="Empty the recycle bins of many Tencent Cloud SMH tenant spaces at once.",
+    )
+    parser.add_argument("--version", action="version", version=f"smh-async {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    purge = sub.add_parser(
+        "purge",
+        help="empty the recycle bins of the given spaces",
+        description="Empty recycle bins. A 204 means SMH *accepted* the "
+        "request: it deletes and releases space asynchronously.",
+    )
+    purge.add_argument("space_ids", nargs="*", metavar="SPACE_ID", help="space ids to purge")
+    src = purge.add_argument_group("targets (exactly one source)")
+    src.add_argument("--spaces-file", help="file with one space id per line ('-' = stdin)")
+    src.add_argument("--all-spaces", action="store_true", help="every tenant space of the library")
+    _run_flags(purge)
+    _connection_flags(purge)
+    _log_flags(purge)
+
+    report = sub.add_parser(
+        "report",
+        help="summarise or merge purge reports (last row per space wins)",
+        description="Summarise one report or merge several (shards, resumed runs). "
+        "Exit 1 if any space's final row is failed.",
+    )
+    report.add_argument("paths", nargs="+", metavar="PATH", help="JSON Lines report files")
+    report.add_argument("--output", help="write the final row of every space here")
+
+    spaces = sub.add_parser("spaces", help="list tenant space ids, one per line")
+    _connection_flags(spaces)
+    _log_flags(spaces)
+
+    fake = sub.add_parser("fake-server", help="run the built-in SMH emulator on loopback")
+    fake.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    fake.add_argument("--port", type=int, default=0, help="port (0 = any free port)")
+    fake.add_argument("--spaces", type=int, default=1000, help="tenant spaces to seed")
+    fake.add_argument("--items-per-space", type=int, default=3, help="bin items per space")
+    fake.add_argument(
+        "--release-delay",
+        type=float,
+        default=2.0,
+        help="seconds until an emptied bin's bytes are released",
+    )
+    fake.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
+
+    demo = sub.add_parser("demo", help="seed the emulator and purge it through the real path")
+    demo.add_argument("--spaces", type=int, default=2000, help="tenant spaces to seed (2000)")
+    demo.add_argument("--concurrency", type=int, default=64, help="requests in flight (64)")
+    return parser

@@ -1,0 +1,147 @@
+"""What the command line shows a human or a log collector: live progress and the summary.
+
+CLI-only (library code never prints). On a terminal, :class:`StatusLine` keeps one progress
+line at the bottom of stderr, redrawn about four times a second, and log lines written
+through it appear above it instead of tearing it. Off a terminal, :class:`ProgressLog` emits a
+``purge.progress`` event shortly after the start and then every few seconds, so a nightly
+job's log always says "N of M".
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from typing import Any, TextIO
+
+from smh_async._models import PurgeSummary
+from smh_async._progress import ProgressSnapshot
+from smh_async._report import ReportSummary
+
+__all__ = ["ProgressLog", "StatusLine", "print_report_summary", "print_summary"]
+
+_CLEAR = "\r\x1b[K"
+
+
+class StatusLine:
+    """A file-like wrapper of a terminal stream that keeps a status line below the logs."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._line = ""
+
+    def isatty(self) -> bool:
+        """Always the wrapped stream's answer (decides console vs JSON logs)."""
+        return self._stream.isatty()
+
+    def write(self, text: str) -> int:
+        """Log output: clear the status line, write, redraw it."""
+        self._stream.write(_CLEAR + text)
+        if text.endswith("\n") and self._line:
+            self._stream.write(self._line)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the wrapped stream."""
+        self._stream.flush()
+
+    def show(self, snapshot: ProgressSnapshot) -> None:
+        """Replace the status line with ``snapshot`` (cut to the terminal width)."""
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        self._line = ("purge " + snapshot.line())[:width]
+        self._stream.write(_CLEAR + self._line)
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Leave the last status on screen and end its line."""
+        if self._line:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._line = ""
+
+
+class ProgressLog:
+    """Turns snapshots into ``purge.progress`` events: the first at ``first`` s, then every
+    ``interval`` s, and one when everything is done."""
+
+    def __init__(self, log: Any, *, interval: float = 5.0, first: float = 0.5) -> None:
+        self._log = log
+        self._interval = interval
+        self._due = first
+        self._finished = False
+
+    def __call__(self, snapshot: ProgressSnapshot) -> None:
+        complete = snapshot.total_final and snapshot.done == snapshot.total
+        if snapshot.elapsed_s >= self._due or (complete and not self._finished):
+            self._finished = self._finished or complete
+            self._due = snapshot.elapsed_s + self._interval
+            self._log.info("purge.progress", **snapshot.to_dict())
+
+
+def print_summary(
+    summary: PurgeSummary,
+    report: str | None,
+    *,
+    skipped_reasons: dict[str, int] | None = None,
+    release_report: str | None = None,
+) -> None:
+    """The end-of-run summary on stdout: counts, throughput, latency, checks, report path."""
+    s, c = summary, Counter(summary.counters)
+    reasons = "".join(f"  {k}: {v}" for k, v in (skipped_reasons or {}).items() if v)
+    lines = [
+        f"spaces: {s.total}  accepted: {s.accepted}  failed: {s.failed}  "
+        f"dry_run: {s.dry_run}  skipped: {s.skipped}  duplicates: {s.duplicates}{reasons}",
+        f"elapsed: {s.elapsed_s:.2f} s  rate: {s.rate_per_s:.1f}/s  latency ms "
+        f"p50 {s.latency_ms['p50']}  p95 {s.latency_ms['p95']}  max {s.latency_ms['max']}",
+    ]
+    if s.by_error_code:
+        lines.append(f"failures by code: {_codes(s.by_error_code)}")
+    if s.dry_run:
+        lines.append(
+            f"dry run: {s.dry_run} spaces, {c['bin_items']} items, {c['bin_bytes']} bytes "
+            f"({_human(c['bin_bytes'])}) in their bins; nothing was deleted"
+        )
+    if c["verified"] or c["verify_not_empty"] or c["verify_error"]:
+        lines.append(
+            f"verify: {c['verified']} empty after the purge, {c['verify_not_empty']} not empty, "
+            f"{c['verify_error']} not checked (listing failed)"
+        )
+    release = {k: c[k] for k in ("released", "release_pending", "nothing_to_release", "unknown")}
+    if any(release.values()):
+        lines.append("release: " + "  ".join(f"{k}: {v}" for k, v in release.items()))
+    if s.aborted:
+        lines.append(f"ABORTED: {s.aborted}")
+    if s.interrupted:
+        lines.append("INTERRUPTED: re-run with --resume REPORT to finish the rest")
+    if s.accepted:
+        lines.append("accepted = SMH answered 204; it deletes and releases space asynchronously")
+    if report:
+        lines.append(f"report: {report}")
+    if release_report:
+        lines.append(f"release report: {release_report}")
+    print("\n".join(lines), flush=True)
+
+
+def print_report_summary(summary: ReportSummary) -> None:
+    """``smh-async report`` output: final state per space across the given reports."""
+    lines = [
+        f"files: {summary.files}  rows: {summary.rows}  spaces: {summary.spaces}",
+        "outcomes: " + (_codes(summary.by_outcome) or "none"),
+    ]
+    if summary.by_error_code:
+        lines.append(f"failures by code: {_codes(summary.by_error_code)}")
+    if summary.release:
+        lines.append(f"release: {_codes(summary.release)}")
+    print("\n".join(lines), flush=True)
+
+
+def _codes(counts: Any) -> str:
+    return ", ".join(f"{k}={n}" for k, n in sorted(counts.items()))
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover

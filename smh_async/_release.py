@@ -1,0 +1,209 @@
+"""Did emptying the bin actually free the space? Poll usage after the purge (``--wait-release``).
+
+SMH answers 204 at once and releases the bytes later, with no task to poll, and its usage
+figures lag. So, per :doc:`smh-api` §4: the size of each space is taken *before* its DELETE
+(batched usage call, ``USAGE_BATCH`` ids per request, done by the engine per batch of spaces),
+and after the purge the spaces that had something in the bin are polled in rounds, again
+batched, with exponential backoff between rounds, until each size dropped below its
+``size_before`` and read the same in two consecutive polls (``released``). Whatever has not
+settled by the deadline is ``release_pending`` -- not a failure, SMH may simply be slow.
+
+Memory stays flat for any run size: the spaces still being watched live in a temporary
+spill file (one short line each), rewritten every round, never in a Python collection.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any
+
+import anyio
+
+from smh_async._errors import SMHError
+from smh_async._logging import library_logger
+from smh_async._protocol import check_path_segment
+
+if TYPE_CHECKING:
+    from smh_async._client import SMHClient
+
+__all__ = ["ReleaseResult", "ReleaseWatcher", "snapshot_sizes"]
+
+RELEASED, PENDING, NOTHING, UNKNOWN = (
+    "released",
+    "release_pending",
+    "nothing_to_release",
+    "unknown",
+)
+ReleaseCallback = Callable[["ReleaseResult"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    """How one accepted space's storage was seen to be released (one release-report row).
+
+    ``state``: ``released`` (size dropped and held), ``release_pending`` (not settled by the
+    deadline), ``nothing_to_release`` (the bin was empty before the DELETE) or ``unknown``
+    (its size could not be read before the DELETE).
+    """
+
+    space_id: str
+    state: str
+    size_before: int | None
+    size_after: int | None
+    polls: int
+    waited_s: float
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON Lines row for the release report."""
+        return {
+            "space_id": self.space_id,
+            "release": self.state,
+            "size_before": self.size_before,
+            "size_after": self.size_after,
+            "polls": self.polls,
+            "waited_s": round(self.waited_s, 1),
+            "checked_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        }
+
+
+async def snapshot_sizes(client: SMHClient, space_ids: Sequence[str]) -> dict[str, int]:
+    """Sizes of ``space_ids`` via the batched usage endpoint; ids it cannot read are absent.
+
+    One unknown or invalid id makes SMH reject a whole batch, so a failing batch is split in
+    halves until the bad ids are isolated (a few extra calls, only when something is wrong).
+    """
+    ids = [s for s in space_ids if _valid(s)]
+    if not ids:
+        return {}
+    try:
+        return {u.space_id: u.size for u in await client.usage(ids)}
+    except SMHError:
+        if len(ids) == 1:
+            return {}
+        half = len(ids) // 2
+        first = await snapshot_sizes(client, ids[:half])
+        return {**first, **await snapshot_sizes(client, ids[half:])}
+
+
+def _valid(space_id: str) -> bool:
+    try:
+        check_path_segment(space_id)
+    except ValueError:
+        return False
+    return True
+
+
+class ReleaseWatcher:
+    """Collects accepted spaces during a run, then polls until they are released or time is up.
+
+    ``add()`` is called per accepted space; ``wait()`` runs the polling phase and returns the
+    count per state; ``stop()`` (a signal) ends the phase early, the rest being pending.
+    """
+
+    def __init__(
+        self,
+        client: SMHClient,
+        deadline_s: float,
+        *,
+        on_result: ReleaseCallback | None = None,
+        first_wait: float = 1.0,
+        max_wait: float = 30.0,
+        batch: int = 100,
+    ) -> None:
+        self.client = client
+        self.deadline_s = deadline_s
+        self.counts: Counter[str] = Counter()
+        self._on_result = on_result
+        self._first_wait, self._max_wait, self._batch = first_wait, max_wait, batch
+        self._spill: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._pending = 0
+        self._stopped = False
+        self._scope = anyio.CancelScope()
+        self._started = 0.0
+
+    def add(self, space_id: str, size_before: int | None, bin_items_before: int | None) -> None:
+        """Remember one accepted space (its size and bin count were read before the DELETE)."""
+        if bin_items_before == 0:
+            self._emit(ReleaseResult(space_id, NOTHING, size_before, size_before, 0, 0.0))
+        elif size_before is None:
+            self._emit(ReleaseResult(space_id, UNKNOWN, None, None, 0, 0.0))
+        else:
+            self._spill.write(f"{space_id}\t{size_before}\t-1\t0\n")
+            self._pending += 1
+
+    def stop(self) -> None:
+        """Stop polling now; spaces not yet settled are reported ``release_pending``."""
+        self._stopped = True
+        self._scope.cancel()
+
+    async def wait(self) -> Counter[str]:
+        """Poll in rounds with backoff until all are released or the deadline passes."""
+        self._started = time.monotonic()
+        deadline = self._started + self.deadline_s
+        delay = self._first_wait
+        with self._scope:
+            while self._pending and not self._stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await anyio.sleep(min(delay, left))
+                await self._round()
+                delay = min(delay * 2, self._max_wait)
+        for space_id, before, last, polls in self._rows():
+            after = last if last >= 0 else None
+            self._emit(ReleaseResult(space_id, PENDING, before, after, polls, self._waited()))
+        self._spill.close()
+        return self.counts
+
+    async def _round(self) -> None:
+        kept = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._pending = 0
+        for rows in _batches(self._rows(), self._batch):
+            sizes = {} if self._stopped else await snapshot_sizes(self.client, [r[0] for r in rows])
+            for space_id, before, last, polls in rows:
+                size = sizes.get(space_id)
+                if size is not None and size < before and size == last:
+                    self._emit(
+                        ReleaseResult(space_id, RELEASED, before, size, polls + 1, self._waited())
+                    )
+                    continue
+                seen = size if size is not None else last
+                kept.write(f"{space_id}\t{before}\t{seen}\t{polls + (size is not None)}\n")
+                self._pending += 1
+        self._spill.close()
+        self._spill = kept
+        library_logger().info("purge.release_poll", pending=self._pending, **dict(self.counts))
+
+    def _rows(self) -> Iterator[tuple[str, int, int, int]]:
+        self._spill.flush()
+        self._spill.seek(0)
+        for line in self._spill:
+            space_id, before, last, polls = line.rstrip("\n").split("\t")
+            yield space_id, int(before), int(last), int(polls)
+
+    def _waited(self) -> float:
+        return time.monotonic() - self._started if self._started else 0.0
+
+    def _emit(self, result: ReleaseResult) -> None:
+        self.counts[result.state] += 1
+        library_logger().info("purge.release", **result.to_record())
+        if self._on_result is not None:
+            self._on_result(result)
+
+
+def _batches(
+    rows: Iterator[tuple[str, int, int, int]], size: int
+) -> Iterator[list[tuple[str, int, int, int]]]:
+    batch: list[tuple[str, int, int, int]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

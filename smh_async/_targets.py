@@ -1,0 +1,139 @@
+"""Which spaces a run targets: ids from arguments, a file, stdin or the library listing,
+minus those outside this shard or already accepted in an earlier report.
+
+:func:`count_targets` walks a second, independent pass over the same source (re-reading the
+file or re-listing the library: one request per 1,000 spaces) so that progress can show
+``N of M`` long before the purge reaches the end of its input. stdin cannot be read twice;
+its total stays a lower bound until EOF.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import anyio
+
+from smh_async._dedupe import FingerprintSet
+from smh_async._shard import Shard
+
+if TYPE_CHECKING:
+    from smh_async._client import SMHClient
+
+__all__ = ["TargetFilter", "Targets", "count_targets", "read_space_file"]
+
+MAX_LINE = 4096
+
+
+def read_space_file(stream: IO[bytes]) -> Iterator[str]:
+    """Space ids from a file: one per line, blank lines and ``#`` comments skipped.
+
+    Undecodable bytes and over-long lines are passed on (escaped / cut) so that they are
+    rejected per space with a clear reason instead of aborting the run.
+    """
+    while True:
+        line = stream.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 16)) and not rest.endswith(b"\n"):
+                pass
+        text = line.strip().decode("utf-8", "backslashreplace")
+        if text and not text.startswith("#"):
+            yield text
+
+
+class Targets:
+    """Where ids come from: one of ``ids``, ``file`` (``"-"`` = stdin) or ``all_spaces``."""
+
+    def __init__(
+        self, *, ids: Sequence[str] = (), file: str | None = None, all_spaces: bool = False
+    ) -> None:
+        self.ids, self.file, self.all_spaces = list(ids), file, all_spaces
+
+    @property
+    def rereadable(self) -> bool:
+        """Whether a second pass (for counting) sees the same ids: everything but stdin."""
+        return self.file != "-"
+
+    async def iterate(self, client: SMHClient) -> AsyncIterator[str]:
+        """The ids, lazily (a file is read line by line, the listing page by page)."""
+        if self.all_spaces:
+            async for space in client.iter_spaces():
+                yield space.space_id
+            return
+        if self.file is None:
+            for space_id in self.ids:
+                yield space_id
+            return
+        if self.file == "-":
+            async for space_id in _lines(sys.stdin.buffer):
+                yield space_id
+            return
+        with Path(self.file).open("rb") as f:  # noqa: ASYNC230 (a local file, read lazily)
+            async for space_id in _lines(f):
+                yield space_id
+
+
+async def _lines(stream: IO[bytes]) -> AsyncIterator[str]:
+    for n, space_id in enumerate(read_space_file(stream)):
+        yield space_id
+        if n % 256 == 255:
+            await anyio.lowlevel.checkpoint()
+
+
+class TargetFilter:
+    """Skip predicate for :class:`~smh_async.PurgeRun`: not in ``shard``, or in ``done``.
+
+    Calling it counts why each id was skipped (``not_in_shard``, ``already_done``);
+    :meth:`skips` asks the same question without counting.
+    """
+
+    def __init__(self, shard: Shard | None = None, done: FingerprintSet | None = None) -> None:
+        self.shard, self.done = shard, done
+        self.not_in_shard = 0
+        self.already_done = 0
+
+    def skips(self, space_id: str) -> bool:
+        """True if this run must leave ``space_id`` alone."""
+        if self.shard is not None and space_id not in self.shard:
+            return True
+        return self.done is not None and space_id in self.done
+
+    def __call__(self, space_id: str) -> bool:
+        if self.shard is not None and space_id not in self.shard:
+            self.not_in_shard += 1
+            return True
+        if self.done is not None and space_id in self.done:
+            self.already_done += 1
+            return True
+        return False
+
+
+async def count_targets(
+    ids: AsyncIterator[str],
+    skips: Callable[[str], bool],
+    on_count: Callable[[int, bool], None],
+    *,
+    every: int = 1000,
+) -> int:
+    """Count distinct ids not skipped; ``on_count(count, final)`` every ``every`` ids and at
+    the end."""
+    seen = FingerprintSet()
+    count = 0
+    async for n, space_id in _enumerate(ids):
+        if seen.add(space_id) and not skips(space_id):
+            count += 1
+        if n % every == every - 1:
+            on_count(count, False)
+    on_count(count, True)
+    return count
+
+
+async def _enumerate(ids: AsyncIterator[str]) -> AsyncIterator[tuple[int, str]]:
+    n = 0
+    async for space_id in ids:
+        yield n, space_id
+        n += 1

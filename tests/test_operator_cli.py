@@ -1,0 +1,251 @@
+"""Operator-grade runs of the real CLI process against the emulator over loopback sockets:
+reports, resume after SIGINT, dry run, shards, rate cap, thresholds, release, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from smh_async import read_report, summarize_reports
+from smh_async.testing import FakeServer, FakeSMH, Fault
+from tests.conftest import LIBRARY, SECRET
+
+pytestmark = pytest.mark.anyio
+
+
+def _env(server: FakeServer, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMH_", "JOB_"))}
+    env.update(
+        SMH_BASE_URL=server.base_url,
+        SMH_LIBRARY_ID=LIBRARY,
+        SMH_LIBRARY_SECRET=SECRET,
+        SMH_BACKOFF_INITIAL="0.001",
+        SMH_BACKOFF_MAX="0.01",
+    )
+    env.update(extra)
+    return env
+
+
+async def purge(server: FakeServer, *args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``smh-async purge ARGS`` in a child process with JSON logs."""
+    return await anyio.run_process(
+        [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args],
+        env=_env(server, **env),
+        check=False,
+    )
+
+
+def deletes(fake: FakeSMH) -> list[str]:
+    """Space ids of every DELETE that reached the emulator, in arrival order."""
+    return [r.space_id or "" for r in fake.requests if r.route == "empty_bin"]
+
+
+def events(proc: subprocess.CompletedProcess[bytes], name: str) -> list[dict[str, object]]:
+    """The JSON log events called ``name`` from a child's stderr."""
+    rows = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith(b"{")]
+    return [e for e in rows if e.get("event") == name]
+
+
+async def test_report_has_exactly_one_row_per_input_space(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """Good, unknown, invalid and repeated ids: one report row per distinct input id, exit 1."""
+    good = fake.add_spaces(LIBRARY, count=40, items_per_space=1, item_size=10)
+    inputs = [*good, "nosuch1", "bad/id", good[0], good[5], "nosuch1"]
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(inputs) + "\n")
+    report = tmp_path / "r.jsonl"
+    proc = await purge(server, "--spaces-file", str(spaces), "--report", str(report))
+    assert proc.returncode == 1, proc.stderr
+    rows = list(read_report(report))
+    assert Counter(r["space_id"] for r in rows) == Counter(set(inputs))
+    assert {r["space_id"] for r in rows if r["outcome"] == "failed"} == {"nosuch1", "bad/id"}
+
+
+async def test_sigint_mid_run_exits_130_and_resume_finishes_the_rest(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SIGINT halfway: exit 130, report flushed; resume into it: all accepted once, no re-DELETE."""
+    ids = fake.add_spaces(LIBRARY, count=120, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    report = tmp_path / "r.jsonl"
+    args = [*ids, "--report", str(report), "--resume", str(report), "--concurrency", "4"]
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args]
+    async with await anyio.open_process(cmd, env=_env(server)) as process:
+        while not report.exists() or len(report.read_text().splitlines()) < 30:
+            await anyio.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        assert process.stdout is not None
+        stdout = b"".join([chunk async for chunk in process.stdout])
+        assert await process.wait() == 130
+    assert b"INTERRUPTED" in stdout and SECRET.encode() not in stdout
+    first = {r["space_id"] for r in read_report(report) if r["outcome"] == "accepted"}
+    assert 30 <= len(first) < 120 and len(list(read_report(report))) == len(first)
+    sent_before = len(fake.requests)
+
+    proc = await purge(server, *args)
+    assert proc.returncode == 0, proc.stderr
+    resumed = [r.space_id or "" for r in fake.requests[sent_before:] if r.route == "empty_bin"]
+    assert not set(resumed) & first and sorted(resumed) == sorted(set(ids) - first)
+    assert Counter(deletes(fake)) == Counter(ids)  # every space emptied exactly once
+    merged = summarize_reports([report])
+    assert merged.spaces == 120 and merged.by_outcome == {"accepted": 120}
+    assert SECRET not in report.read_text()
+
+
+async def test_dry_run_sends_no_delete_and_prints_totals(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--dry-run lists bins (items, bytes) per space, totals them and sends zero DELETEs."""
+    ids = fake.add_spaces(LIBRARY, count=25, items_per_space=3, item_size=1000)
+    report = tmp_path / "dry.jsonl"
+    proc = await purge(server, "--all-spaces", "--dry-run", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert deletes(fake) == []
+    rows = list(read_report(report))
+    assert sorted(r["space_id"] for r in rows) == sorted(ids)
+    assert all((r["outcome"], r["bin_items"], r["bin_bytes"]) == ("dry_run", 3, 3000) for r in rows)
+    assert b"dry run: 25 spaces, 75 items, 75000 bytes" in proc.stdout
+
+
+async def test_shards_partition_the_input_exactly(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """Shards 0..2 (I/N, /N + JOB_COMPLETION_INDEX, SMH_SHARD_*) purge disjoint sets, all."""
+    ids = fake.add_spaces(LIBRARY, count=90, items_per_space=1, item_size=10)
+    ways: list[tuple[list[str], dict[str, str]]] = [
+        (["--shard", "0/3"], {}),
+        (["--shard", "/3"], {"JOB_COMPLETION_INDEX": "1"}),
+        ([], {"SMH_SHARD_COUNT": "3", "SMH_SHARD_INDEX": "2"}),
+    ]
+    owned: list[set[str]] = []
+    for n, (flags, env) in enumerate(ways):
+        report = tmp_path / f"shard-{n}.jsonl"
+        proc = await purge(server, "--all-spaces", *flags, "--report", str(report), **env)
+        assert proc.returncode == 0, proc.stderr
+        owned.append({r["space_id"] for r in read_report(report)})
+    assert all(owned) and sum(map(len, owned)) == 90 and set().union(*owned) == set(ids)
+    assert Counter(deletes(fake)) == Counter(ids)
+
+
+async def test_rate_cap_holds_within_ten_percent(fake: FakeSMH, server: FakeServer) -> None:
+    """--rate 40: DELETEs reach the server at 40/s ±10% over ~3 s (emulator timestamps)."""
+    ids = fake.add_spaces(LIBRARY, count=121, items_per_space=1, item_size=10)
+    proc = await purge(server, *ids, "--rate", "40", "--concurrency", "8")
+    assert proc.returncode == 0, proc.stderr
+    starts = sorted(r.started_at for r in fake.requests if r.route == "empty_bin")
+    rate = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert 36 <= rate <= 44, rate
+
+
+async def test_failure_threshold_stops_with_exit_3(fake: FakeSMH, server: FakeServer) -> None:
+    """--max-failure-rate 0.5 --min-sample 10 with every DELETE failing stops early, exit 3."""
+    ids = fake.add_spaces(LIBRARY, count=300, items_per_space=1, item_size=10)
+    fake.add_fault(Fault("status", status=404, code="SpaceNotFound", route="empty_bin"))
+    proc = await purge(server, *ids, "--max-failure-rate", "0.5", "--min-sample", "10")
+    assert proc.returncode == 3, proc.stderr
+    assert b"ABORTED: failure_rate" in proc.stdout and len(deletes(fake)) < 60
+
+
+async def test_max_spaces_guard_purges_n_then_exits_3(fake: FakeSMH, server: FakeServer) -> None:
+    """--max-spaces 10 of 30 spaces: exactly 10 DELETEs, exit 3; --max-spaces 30: exit 0."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+    proc = await purge(server, "--all-spaces", "--max-spaces", "10")
+    assert proc.returncode == 3 and b"ABORTED: max_spaces" in proc.stdout
+    assert len(deletes(fake)) == 10
+    proc = await purge(server, *ids, "--max-spaces", "30")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("shard", ["3/3", "x/2", "/2", "1-2"])
+async def test_bad_shard_is_a_usage_error(server: FakeServer, shard: str) -> None:
+    """A malformed or out-of-range --shard (or /N without JOB_COMPLETION_INDEX) exits 2."""
+    proc = await purge(server, "s1", "--shard", shard)
+    assert proc.returncode == 2 and b"--shard" in proc.stderr
+
+
+async def test_wait_release_marks_slow_spaces_pending_not_failed(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A release slower than --wait-release: rows release_pending, exit 0, usage batched ≤100."""
+    ids = fake.add_spaces(LIBRARY, count=150, items_per_space=2, item_size=100)
+    empty = fake.add_space(LIBRARY)
+    fake.release_delay = 60
+    report = tmp_path / "r.jsonl"
+    proc = await purge(server, *ids, empty, "--wait-release", "1.2", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    release = {r["space_id"]: r for r in read_report(tmp_path / "r.release.jsonl")}
+    assert release.keys() == {*ids, empty}
+    assert release[empty]["release"] == "nothing_to_release"
+    assert {release[s]["release"] for s in ids} == {"release_pending"}
+    assert all(release[s]["size_before"] == 200 for s in ids)
+    usage = [r for r in fake.requests if r.route == "usage_spaces"]
+    assert usage and max(len((r.space_id or "").split(",")) for r in usage) <= 100
+    assert b"release_pending: 150" in proc.stdout
+
+
+async def test_progress_events_say_n_of_m_off_a_tty(fake: FakeSMH, server: FakeServer) -> None:
+    """Off a TTY, purge.progress events appear during the run and end with "M of M"."""
+    fake.add_spaces(LIBRARY, count=60, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    proc = await purge(server, "--all-spaces", "--concurrency", "4", "--progress-interval", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    progress = events(proc, "purge.progress")
+    assert len(progress) >= 2 and progress[-1]["progress"] == "60 of 60"
+    assert any(0 < int(str(e["done"])) < 60 for e in progress)
+    assert not events(await purge(server, "--all-spaces", "--no-progress"), "purge.progress")
+
+
+async def test_report_command_merges_shards_last_row_wins(tmp_path: Path) -> None:
+    """`smh-async report` merges files (last row per space wins) and exits 1 on a final failure."""
+    a, b, merged = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "m.jsonl"
+    row = {"http_status": None, "error_message": None, "request_id": None}
+    a.write_text(
+        "".join(
+            json.dumps({"space_id": s, "outcome": o, "error_code": c, **row}) + "\n"
+            for s, o, c in [("s1", "failed", "InternalServerError"), ("s2", "accepted", None)]
+        )
+        + '{"space_id": "s3", "outc'  # a torn last line is skipped
+    )
+    b.write_text(json.dumps({"space_id": "s3", "outcome": "failed", "error_code": "X"}) + "\n")
+    cmd = [sys.executable, "-m", "smh_async", "report", str(a), str(b), "--output", str(merged)]
+    proc = await anyio.run_process(cmd, check=False)
+    assert proc.returncode == 1 and b"failed=2" in proc.stdout and b"X=1" in proc.stdout
+    a.write_text(a.read_text() + "\n" + json.dumps({"space_id": "s1", "outcome": "accepted"}))
+    b.write_text(b.read_text() + json.dumps({"space_id": "s3", "outcome": "accepted"}) + "\n")
+    proc = await anyio.run_process(cmd, check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert sorted(r["space_id"] for r in read_report(merged)) == ["s1", "s2", "s3"]
+    missing = await anyio.run_process([*cmd[:4], str(tmp_path / "nope")], check=False)
+    assert missing.returncode == 2
+
+
+async def test_second_sigint_cancels_in_flight_and_still_reports(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A second SIGINT cuts the grace short: in-flight spaces are 'Interrupted', exit 130."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *ids]
+    cmd += ["--report", str(report), "--concurrency", "4", "--grace", "60"]
+    fake.latency = 30.0  # every DELETE hangs far beyond the test
+    async with await anyio.open_process(cmd, env=_env(server)) as process:
+        while fake.in_flight_by_route.get("empty_bin", 0) < 4:
+            await anyio.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        await anyio.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        assert process.stdout is not None
+        stdout = b"".join([chunk async for chunk in process.stdout])
+        assert await process.wait() == 130
+    rows = list(read_report(report))
+    assert [r["error_code"] for r in rows].count("Interrupted") == 4
+    assert b"INTERRUPTED" in stdout and b"Interrupted=4" in stdout

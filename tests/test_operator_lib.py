@@ -1,0 +1,138 @@
+"""The operator features as library API: shard filter, progress, release watch, report merge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smh_async import (
+    Outcome,
+    ProgressSnapshot,
+    PurgeOutcome,
+    PurgeRun,
+    ReleaseResult,
+    ReportWriter,
+    Shard,
+    SMHClient,
+    TargetFilter,
+    resume_set,
+    shard_of,
+    summarize_reports,
+)
+from smh_async._release import snapshot_sizes
+from smh_async.testing import FakeServer, FakeSMH
+from tests.conftest import LIBRARY, make_settings
+
+
+def test_shard_hash_is_stable_and_partitions() -> None:
+    """shard_of is SHA-256 based (a fixed, documented value) and shards 0..N-1 partition ids."""
+    assert shard_of("space04fzo07fdq61b", 1000) == 395  # = sha256 hex[:16] mod 1000
+    ids = [f"space{i:06d}" for i in range(5000)]
+    shards = [Shard(i, 4) for i in range(4)]
+    owners = [[s for s in shards if space_id in s] for space_id in ids]
+    assert all(len(o) == 1 for o in owners)
+    sizes = [sum(1 for o in owners if o[0] is s) for s in shards]
+    assert min(sizes) > 1100  # roughly even: 1250 expected each
+
+
+@pytest.mark.parametrize(
+    ("spec", "env", "expected"),
+    [
+        ("2/5", {}, Shard(2, 5)),
+        ("/5", {"JOB_COMPLETION_INDEX": "4"}, Shard(4, 5)),
+        (None, {"SMH_SHARD_COUNT": "3", "JOB_COMPLETION_INDEX": "1"}, Shard(1, 3)),
+        (None, {}, None),
+    ],
+)
+def test_shard_parse_sources(spec: str | None, env: dict[str, str], expected: Shard | None) -> None:
+    """I/N, /N with the Kubernetes index, and SMH_SHARD_COUNT all select the same kind of shard."""
+    assert Shard.parse(spec, env) == expected
+
+
+@pytest.mark.parametrize("spec", ["5/5", "-1/2", "a/b", "3", "/4"])
+def test_shard_parse_rejects_nonsense(spec: str) -> None:
+    """Out-of-range, non-numeric, slash-less or index-less specs raise ValueError."""
+    with pytest.raises(ValueError, match="shard"):
+        Shard.parse(spec, {})
+
+
+def test_progress_snapshot_is_honest_about_the_total() -> None:
+    """Unknown total shows '?', a lower bound '≥M' without ETA, an exact one 'M' with ETA."""
+
+    def snap(total: int | None, final: bool) -> ProgressSnapshot:
+        return ProgressSnapshot(10, total, final, 10, 0, 0, in_flight=2, elapsed_s=2.0)
+
+    unknown, bound, exact = snap(None, False), snap(40, False), snap(40, True)
+    assert unknown.to_dict()["progress"] == "10 of ?" and unknown.eta_s is None
+    assert bound.to_dict()["progress"] == "10 of >=40" and bound.eta_s is None
+    assert exact.to_dict()["progress"] == "10 of 40" and exact.eta_s == 6.0
+    assert exact.line().startswith("10/40 (25.0%)  5.0/s  ETA 0:06")
+
+
+@pytest.mark.anyio
+async def test_on_progress_reports_the_known_total(fake: FakeSMH, server: FakeServer) -> None:
+    """on_progress gets snapshots during the run and a final one with done == total."""
+    ids = fake.add_spaces(LIBRARY, count=40, items_per_space=1, item_size=10)
+    fake.latency = 0.02
+    seen: list[ProgressSnapshot] = []
+    async with SMHClient(make_settings(server, concurrency=4)) as smh:
+        run = PurgeRun(smh, on_progress=seen.append, progress_interval=0.05, total=len(ids))
+        await run.run(ids)
+    assert len(seen) >= 3 and seen[0].total == 40 and seen[0].done < 40
+    assert (seen[-1].done, seen[-1].total, seen[-1].total_final) == (40, 40, True)
+
+
+@pytest.mark.anyio
+async def test_target_filter_counts_shard_and_resume_skips(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A TargetFilter of shard + resume set leaves exactly the remaining shard members to purge."""
+    ids = fake.add_spaces(LIBRARY, count=60, items_per_space=1, item_size=10)
+    shard = Shard(0, 2)
+    mine = [s for s in ids if s in shard]
+    report = tmp_path / "r.jsonl"
+    with ReportWriter(report) as writer:
+        for space_id in mine[:5]:
+            writer.write(PurgeOutcome(space_id, Outcome.ACCEPTED))
+    skip = TargetFilter(shard, resume_set([report]))
+    async with SMHClient(make_settings(server)) as smh:
+        summary = await smh.purge_all(ids, skip=skip)
+    assert summary.accepted == len(mine) - 5
+    assert (skip.not_in_shard, skip.already_done) == (60 - len(mine), 5)
+
+
+@pytest.mark.anyio
+async def test_size_snapshot_survives_an_unknown_id(fake: FakeSMH, server: FakeServer) -> None:
+    """One unknown id in a usage batch does not lose the other spaces' sizes."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=2, item_size=50)
+    async with SMHClient(make_settings(server)) as smh:
+        sizes = await snapshot_sizes(smh, [*ids[:5], "nosuch", *ids[5:], "bad/id"])
+    assert sizes == dict.fromkeys(ids, 100)
+
+
+@pytest.mark.anyio
+async def test_wait_release_sees_the_space_released(fake: FakeSMH, server: FakeServer) -> None:
+    """With a fast release, every accepted space ends 'released' with size_after below before."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=2, item_size=100, file_bytes=7)
+    results: list[ReleaseResult] = []
+    async with SMHClient(make_settings(server)) as smh:
+        summary = await smh.purge_all(ids, wait_release=10, on_release=results.append)
+    assert summary.counters["released"] == 30 and len(results) == 30
+    assert {(r.size_before, r.size_after) for r in results} == {(207, 7)}
+
+
+def test_summarize_reports_writes_one_final_row_per_space(tmp_path: Path) -> None:
+    """Last row wins across files; the merged output has one row per space in file order."""
+    a, b, out = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "out.jsonl"
+    a.write_text(
+        "\n".join(
+            json.dumps({"space_id": s, "outcome": o})
+            for s, o in [("x", "failed"), ("y", "accepted")]
+        )
+    )
+    b.write_text(json.dumps({"space_id": "x", "outcome": "accepted"}) + "\n")
+    summary = summarize_reports([a, b], output=out)
+    assert (summary.rows, summary.spaces, summary.failed) == (3, 2, 0)
+    assert [json.loads(line)["space_id"] for line in out.read_text().splitlines()] == ["y", "x"]

@@ -19,11 +19,15 @@ test parametrized over other backends is skipped there::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from smh_async._client import SMHClient
-from smh_async.testing._fixture import SMHFake
+# Imported inside the fixtures: pytest loads this plugin in every run where smh-async is
+# installed, and importing the client stack there would slow (or, if broken, break) them all.
+if TYPE_CHECKING:
+    from smh_async._client import SMHClient
+    from smh_async.testing._fixture import SMHFake
 
 __all__ = ["smh_client", "smh_fake"]
 
@@ -33,6 +37,8 @@ async def smh_fake(anyio_backend_name: str) -> AsyncIterator[SMHFake]:
     """A running SMH emulator on loopback with one empty multi-tenant library."""
     if anyio_backend_name != "asyncio":
         pytest.skip(f"smh_fake needs anyio's asyncio backend (aiohttp), not {anyio_backend_name}")
+    from smh_async.testing._fixture import SMHFake
+
     async with SMHFake() as running:
         yield running
 

@@ -1,0 +1,1 @@
+"""Runnable examples of embedding smh-async (each a package; see its README)."""

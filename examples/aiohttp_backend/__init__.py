@@ -1,0 +1,1 @@
+"""aiohttp.web backend that empties tenants' recycle bins through smh-async."""

@@ -1,0 +1,1 @@
+"""FastAPI backend that empties tenants' recycle bins through smh-async."""

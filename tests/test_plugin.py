@@ -1,0 +1,126 @@
+"""The pytest plugin, exercised the way users meet it: a separate pytest suite run by pytester.
+
+The inner suites have no conftest and pass no ``-p``: the fixtures resolve only because the
+installed package registers the plugin by entry point.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+INI = """
+[pytest]
+filterwarnings = error
+"""
+
+HEADER = """
+import anyio
+import pytest
+
+from smh_async import SMHClient
+from smh_async.testing import Fault, SMHFake
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+"""
+
+
+def run_suite(pytester: pytest.Pytester, body: str) -> pytest.RunResult:
+    """Write one test module (shared header + ``body``) and run it in-process."""
+    pytester.makeini(INI)
+    pytester.makepyfile(test_user_suite=HEADER + textwrap.dedent(body))
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q")
+
+
+def test_plugin_fixtures_purge_and_record_requests(pytester: pytest.Pytester) -> None:
+    """A user suite purges through smh_client and asserts on exactly what smh_fake served."""
+    result = run_suite(
+        pytester,
+        """
+        async def test_purge_all(smh_fake: SMHFake, smh_client: SMHClient) -> None:
+            ids = smh_fake.add_spaces(5, items_per_space=2, item_size=10)
+            summary = await smh_client.purge_all(ids, concurrency=3)
+            assert (summary.accepted, summary.failed) == (5, 0)
+            assert all(smh_fake.bin_items(space_id) == [] for space_id in ids)
+            deletes = smh_fake.requests_to("empty_bin")
+            assert sorted(r.space_id for r in deletes) == sorted(ids)
+            assert {(r.method, r.status, r.library_id) for r in deletes} == {
+                ("DELETE", 204, smh_fake.library_id)
+            }
+            assert len(smh_fake.requests_to("token_create")) == 1
+
+        async def test_attributes(smh_fake: SMHFake) -> None:
+            assert smh_fake.base_url.startswith("http://127.0.0.1:")
+            assert smh_fake.library_id and smh_fake.library_secret
+            assert smh_fake.requests == []
+            space_id = smh_fake.add_space("tenant-a", bin_item_sizes=[7, 8])
+            assert smh_fake.bin_items(space_id) == [7, 8]
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_plugin_inner_failures_are_reported(pytester: pytest.Pytester) -> None:
+    """A wrong expectation in a user suite fails there: the fixtures really run the purge."""
+    result = run_suite(
+        pytester,
+        """
+        async def test_expects_items_left(smh_fake: SMHFake, smh_client: SMHClient) -> None:
+            space_id = smh_fake.add_space(bin_item_sizes=[1])
+            await smh_client.empty_recycle_bin(space_id)
+            assert smh_fake.bin_items(space_id) == [1]
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*assert [[][]] == [[]1[]]*"])
+
+
+def test_plugin_faults_retries_and_teardown(pytester: pytest.Pytester) -> None:
+    """Faults injected through smh_fake show up as retries; each test gets a fresh emulator."""
+    result = run_suite(
+        pytester,
+        """
+        SEEN = []
+
+        async def test_retry_is_recorded(smh_fake: SMHFake, smh_client: SMHClient) -> None:
+            SEEN.append(smh_fake)
+            space_id = smh_fake.add_space()
+            fault = smh_fake.add_fault(Fault("status", status=503, route="empty_bin", times=1))
+            result = await smh_client.empty_recycle_bin(space_id)
+            assert result.attempts == 2 and fault.applied == 1
+            assert [r.status for r in smh_fake.requests_to("empty_bin")] == [503, 204]
+
+        async def test_fresh_emulator(smh_fake: SMHFake) -> None:
+            previous = SEEN[0]
+            assert not previous.server.running
+            assert smh_fake is not previous and smh_fake.base_url != previous.base_url
+            assert smh_fake.requests == []
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_plugin_ignores_developer_credentials(pytester: pytest.Pytester) -> None:
+    """SMH_* credentials in the environment or .env never replace the emulator's secret."""
+    (pytester.path / ".env").write_text("SMH_ACCESS_TOKEN=real-token-from-dotenv\n")
+    result = run_suite(
+        pytester,
+        """
+        async def test_env_token_ignored(
+            smh_fake: SMHFake, smh_client: SMHClient, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+            monkeypatch.setenv("SMH_ACCESS_TOKEN", "real-token-from-env")
+            space_id = smh_fake.add_space()
+            async with smh_fake.client() as smh:
+                await smh.empty_recycle_bin(space_id)
+            assert smh_fake.settings().access_token is None
+            assert len(smh_fake.requests_to("token_create")) == 1
+        """,
+    )
+    result.assert_outcomes(passed=1)

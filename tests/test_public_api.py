@@ -1,0 +1,152 @@
+"""The public API is deliberate: a locked, sorted ``__all__``, documented, typed, runnable."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import smh_async
+import smh_async.testing
+from smh_async.testing import SMHFake
+from tests import typed_usage
+
+# Changing the public API is a decision: update this list, the README and CHANGELOG together.
+PUBLIC_API = [
+    "EmptyBinResult",
+    "InvalidSpaceIdError",
+    "LatencyHistogram",
+    "LibrarySecretToken",
+    "Outcome",
+    "ProgressSnapshot",
+    "PurgeOutcome",
+    "PurgeRun",
+    "PurgeStream",
+    "PurgeSummary",
+    "RateLimiter",
+    "RecycleBinPage",
+    "RecycledItem",
+    "ReleaseResult",
+    "ReleaseWatcher",
+    "ReportSummary",
+    "ReportWriter",
+    "RetryPolicy",
+    "SMHAuthError",
+    "SMHClient",
+    "SMHConfigError",
+    "SMHDecodeError",
+    "SMHError",
+    "SMHNotFoundError",
+    "SMHRateLimitedError",
+    "SMHResponseError",
+    "SMHServerError",
+    "SMHSettings",
+    "SMHTimeoutError",
+    "SMHTransportError",
+    "Shard",
+    "Space",
+    "SpaceUsage",
+    "StaticToken",
+    "TargetFilter",
+    "TokenProvider",
+    "__version__",
+    "count_targets",
+    "read_report",
+    "release_path",
+    "resume_set",
+    "shard_of",
+    "summarize_reports",
+]
+TESTING_API = ["FakeSMH", "FakeServer", "Fault", "RecordedRequest", "SMHFake", "serve_forever"]
+MODULES = [(smh_async, PUBLIC_API), (smh_async.testing, TESTING_API)]
+
+
+@pytest.mark.parametrize(("module", "expected"), MODULES, ids=lambda v: getattr(v, "__name__", ""))
+def test_all_is_locked_and_sorted(module: types.ModuleType, expected: list[str]) -> None:
+    """``__all__`` is exactly the agreed list, sorted, with no duplicates."""
+    assert module.__all__ == expected
+    assert module.__all__ == sorted(set(module.__all__))
+
+
+@pytest.mark.parametrize(("module", "expected"), MODULES, ids=lambda v: getattr(v, "__name__", ""))
+def test_nothing_public_outside_all(module: types.ModuleType, expected: list[str]) -> None:
+    """Every non-underscore, non-module attribute of the package is listed in ``__all__``."""
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public <= set(expected)
+
+
+def _public_objects() -> list[tuple[str, object]]:
+    return [
+        (f"{module.__name__}.{name}", getattr(module, name))
+        for module, names in MODULES
+        for name in names
+        if name != "__version__"
+    ]
+
+
+def _own_doc(obj: object) -> str:
+    doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else getattr(obj, "__doc__", None)
+    return (doc or "").strip()
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """Each exported class/function, and each public method/property of them, is documented."""
+    missing = []
+    for qualname, obj in _public_objects():
+        doc = _own_doc(obj)
+        # dataclasses invent "Name(field, ...)" when undocumented: that is not documentation
+        if not doc or doc.startswith(f"{qualname.rsplit('.', 1)[1]}("):
+            missing.append(qualname)
+        if not inspect.isclass(obj):
+            continue
+        for attr, value in vars(obj).items():
+            func = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+            if not attr.startswith("_") and inspect.isfunction(func) and not func.__doc__:
+                missing.append(f"{qualname}.{attr}")
+    assert missing == []
+
+
+def test_version_matches_distribution_metadata() -> None:
+    """``smh_async.__version__`` is the installed distribution's version."""
+    assert smh_async.__version__ == importlib.metadata.version("smh-async")
+
+
+def test_package_is_marked_typed() -> None:
+    """``py.typed`` ships inside the package, so type checkers use its annotations."""
+    assert (Path(smh_async.__file__).parent / "py.typed").is_file()
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["purge", "--help"]])
+def test_python_m_matches_console_script(args: list[str]) -> None:
+    """``python -m smh_async`` prints exactly what the ``smh-async`` script prints."""
+    script = Path(sys.executable).with_name("smh-async")
+    if not script.exists():
+        pytest.skip("the smh-async console script is not installed next to this interpreter")
+    as_module = _run(sys.executable, "-m", "smh_async", *args)
+    as_script = _run(str(script), *args)
+    assert as_module.returncode == as_script.returncode == 0
+    assert as_module.stdout == as_script.stdout
+    assert as_module.stdout.startswith("smh-async ") or "usage: smh-async" in as_module.stdout
+
+
+@pytest.mark.anyio
+async def test_typed_usage_runs(smh_fake: SMHFake) -> None:
+    """The mypy-checked usage file also runs: every call in it works against the emulator."""
+    ids = smh_fake.add_spaces(6, items_per_space=2)
+    summary = await typed_usage.exercise(smh_fake.settings(), ids)
+    assert (summary.total, summary.accepted, summary.failed) == (6, 6, 0)
+    records = await typed_usage.exercise_testing()
+    assert [r.status for r in records] == [204]

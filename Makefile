@@ -23,5 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Regenerates benchmarks/RESULTS.md and benchmarks/results.png (about 10 minutes on 2 cores).
+bench: $(BENCH_STAMP)
+	@test -x /usr/sbin/nginx -a -x /usr/bin/wrk || \
+		(apt-get update -qq && apt-get install -y -qq nginx-light wrk)
+	$(BIN)/python -m benchmarks
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info

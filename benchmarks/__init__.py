@@ -1,0 +1,1 @@
+"""Benchmarks for smh-async (run with ``make bench`` or ``python -m benchmarks``)."""

@@ -26,7 +26,6 @@ from smh_async._errors import SMHError
 from smh_async._logging import library_logger
 from smh_async._models import Outcome, PurgeOutcome, PurgeSummary
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
-from smh_async._protocol import check_path_segment
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 
 if sys.version_info < (3, 11):  # anyio depends on the backport there
@@ -297,8 +296,7 @@ class PurgeRun:
         # bind/reset directly: the bound_contextvars() context manager costs 5x more.
         tokens = structlog.contextvars.bind_contextvars(space_id=space_id)
         try:
-            try:
-                check_path_segment(space_id)
+            try:  # an unsafe space id is rejected by the request builder, before any I/O
                 return await self._act(space_id, size_before, started)
             except anyio.get_cancelled_exc_class():
                 outcome = PurgeOutcome(

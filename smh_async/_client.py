@@ -42,6 +42,9 @@ MAX_BODY = 16 * 1024 * 1024
 USAGE_BATCH = 100
 # Connections beyond the worker count, so listing/usage calls never queue behind purges.
 SPARE_CONNECTIONS = 8
+# Re-sends allowed per request, beyond max_attempts, when the server closed the pooled
+# connection before answering (nothing was processed; DELETE is idempotent anyway).
+STALE_RETRIES = 2
 
 OutcomeCallback = Callable[[PurgeOutcome], Awaitable[None] | None]
 
@@ -77,6 +80,10 @@ class SMHClient:
         self.library_id: str = settings.library_id
         self._borrowed = session
         self._slots: asyncio.Semaphore | None = None  # owned session only
+        self._token_query: tuple[str | None, str] = (None, "")  # (token, encoded query)
+        self._attempt_timeout = aiohttp.ClientTimeout(
+            total=settings.timeout, sock_connect=settings.connect_timeout
+        )
         self._session: aiohttp.ClientSession | None = session
         self._base = settings.base_url.rstrip("/")
         self._tokens = token_provider or self._default_tokens()
@@ -191,6 +198,7 @@ class SMHClient:
         # One re-mint per rejected token (not per request): a token revoked again by a later
         # storm while this request waited is replaced too; max_attempts still bounds it.
         rejected: set[str] = set()
+        stale = 0  # immediate re-sends after a silently closed kept-alive connection
         while True:
             attempt += 1
             if self.rate_limiter is not None:
@@ -218,7 +226,13 @@ class SMHClient:
                 rejected.add(token)
                 self._log_retry(request, error, attempt, 0.0, reason="token_rejected")
                 continue
-            wait = self.retry_policy.next_wait(error, attempt, started)
+            if getattr(error, "stale_connection", False) and stale < STALE_RETRIES:
+                # The server closed a pooled keep-alive connection as we reused it
+                # (aiohttp #3507): nothing reached it, so re-send at once, off the budget.
+                stale += 1
+                self._log_retry(request, error, attempt, 0.0, reason="connection_closed")
+                continue
+            wait = self.retry_policy.next_wait(error, attempt - stale, started)
             if wait is None:
                 raise error
             self._log_retry(request, error, attempt, wait, reason="retryable")
@@ -253,25 +267,30 @@ class SMHClient:
     async def _exchange(
         self, session: aiohttp.ClientSession, request: Request, url: URL
     ) -> Response:
-        with anyio.CancelScope(deadline=anyio.current_time() + self.settings.timeout):
-            try:
-                async with session.request(request.method, url, allow_redirects=False) as resp:
-                    if (resp.content_length or 0) > MAX_BODY:
-                        raise SMHTransportError(
-                            f"reply body of {resp.content_length} bytes exceeds {MAX_BODY}",
-                            status=resp.status,
-                            route=request.template,
-                            space_id=request.space_id,
-                        )
-                    body = await resp.read()
-                    return Response(resp.status, resp.headers, body)
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
-                raise self._transport_error(request, exc) from None
-        raise SMHTimeoutError(
-            f"no complete reply within {self.settings.timeout:g} s",
-            route=request.template,
-            space_id=request.space_id,
-        )
+        # aiohttp's own per-request deadline: cheaper than a cancel scope per attempt, and
+        # it cannot include pool-queue time because a slot is held (see _attempt).
+        try:
+            async with session.request(
+                request.method, url, allow_redirects=False, timeout=self._attempt_timeout
+            ) as resp:
+                if (resp.content_length or 0) > MAX_BODY:
+                    raise SMHTransportError(
+                        f"reply body of {resp.content_length} bytes exceeds {MAX_BODY}",
+                        status=resp.status,
+                        route=request.template,
+                        space_id=request.space_id,
+                    )
+                body = await resp.read()
+                return Response(resp.status, resp.headers, body)
+        except asyncio.TimeoutError as exc:  # not an OSError before Python 3.11
+            raise SMHTimeoutError(
+                f"{type(exc).__name__}: no complete reply within {self.settings.timeout:g} s"
+                f" (connect limit {self.settings.connect_timeout:g} s)",
+                route=request.template,
+                space_id=request.space_id,
+            ) from None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            raise self._transport_error(request, exc) from None
 
     @staticmethod
     def _transport_error(request: Request, exc: BaseException) -> SMHTransportError:
@@ -280,15 +299,21 @@ class SMHClient:
         cls = SMHTimeoutError if isinstance(exc, TimeoutError) else SMHTransportError
         detail = str(exc)
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        return cls(text, route=request.template, space_id=request.space_id)
+        error = cls(text, route=request.template, space_id=request.space_id)
+        error.stale_connection = isinstance(exc, aiohttp.ServerDisconnectedError)
+        return error
 
     def _url(self, request: Request, token: str | None) -> URL:
+        if request.auth == "token" and not request.params and token is not None:
+            # The common case (every DELETE): reuse the encoded credential query.
+            cached = self._token_query
+            if cached[0] != token:
+                cached = self._token_query = (token, _encode(self._auth_params(token)))
+            return URL(f"{self._base}{request.path}?{cached[1]}", encoded=True)
         params = list(request.params)
         path = request.path
         if request.auth == "token":
-            params.append(("access_token", token or ""))
-            if self.settings.user_id:
-                params.append(("user_id", self.settings.user_id))
+            params.extend(self._auth_params(token or ""))
         elif request.auth == "secret":
             secret = self.settings.library_secret
             params.append(("library_secret", secret.get_secret_value() if secret else ""))
@@ -296,8 +321,14 @@ class SMHClient:
             path = path.replace(proto.TOKEN_PLACEHOLDER, quote(token or "", safe=""))
         # Quoted by hand and passed as encoded: yarl's with_query() re-parses and re-quotes
         # the whole URL on every request (~5% of a CPU-bound run).
-        query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
+        query = _encode(params)
         return URL(f"{self._base}{path}?{query}" if query else self._base + path, encoded=True)
+
+    def _auth_params(self, token: str) -> list[tuple[str, str]]:
+        params = [("access_token", token)]
+        if self.settings.user_id:
+            params.append(("user_id", self.settings.user_id))
+        return params
 
     # ------------------------------------------------------------ API
 
@@ -416,6 +447,10 @@ class SMHClient:
         from smh_async._stream import stream_purge
 
         return stream_purge(self, space_ids, concurrency=concurrency, **options)
+
+
+def _encode(params: Iterable[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
 
 
 def _forget_credentials(error: SMHError, token: str | None, secret: SecretStr | None) -> None:

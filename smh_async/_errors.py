@@ -127,9 +127,14 @@ class InvalidSpaceIdError(SMHError, ValueError):
 
 
 class SMHTransportError(SMHError, OSError):
-    """No usable HTTP response: connection refused, reset, dropped or truncated."""
+    """No usable HTTP response: connection refused, reset, dropped or truncated.
+
+    ``stale_connection`` is True when the server closed a reused keep-alive connection
+    before sending anything back.
+    """
 
     retryable = True
+    stale_connection = False
 
 
 class SMHTimeoutError(SMHTransportError, TimeoutError):

@@ -9,12 +9,15 @@ where the token goes. Logs and errors use :attr:`Request.template`, never a URL.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from smh_async._errors import (
     InvalidSpaceIdError,
@@ -84,6 +87,12 @@ def check_path_segment(value: str, *, what: str = "space id") -> str:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _library_segment(library_id: str) -> str:
+    """The library id checked once (it is the same on every request of a client)."""
+    return check_path_segment(library_id, what="library id")
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One API call, without credentials. ``route`` is the path template used in logs."""
@@ -113,8 +122,8 @@ class Response:
     def header(self, name: str) -> str | None:
         """Header value by case-insensitive name, or None."""
         value = self.headers.get(name)
-        if value is not None:
-            return value
+        if value is not None or isinstance(self.headers, CIMultiDictProxy | CIMultiDict):
+            return value  # aiohttp's headers are case-insensitive already: no scan needed
         lower = name.lower()
         return next((v for k, v in self.headers.items() if k.lower() == lower), None)
 
@@ -156,7 +165,7 @@ def create_token(
 
 def renew_token(library_id: str) -> Request:
     """``POST /api/v1/token/{library_id}/{access_token}``: extend a token by its period."""
-    lib = check_path_segment(library_id, what="library id")
+    lib = _library_segment(library_id)
     return Request(
         "token_renew",
         "POST",
@@ -168,7 +177,7 @@ def renew_token(library_id: str) -> Request:
 
 def list_spaces(library_id: str, *, marker: str | None = None, limit: int = 1000) -> Request:
     """``GET /api/v1/space/{library_id}/list``: one page of tenant spaces."""
-    lib = check_path_segment(library_id, what="library id")
+    lib = _library_segment(library_id)
     params = [("limit", str(limit))]
     if marker:
         params.append(("marker", marker))
@@ -191,7 +200,7 @@ def list_recycle_bin(
 ) -> Request:
     """``GET /api/v1/recycled/{library_id}/{space_id}`` in page mode (``page``) or marker
     mode (``marker``/first page when ``page`` is None)."""
-    lib = check_path_segment(library_id, what="library id")
+    lib = _library_segment(library_id)
     sid = check_path_segment(space_id)
     if page is not None:
         params = [("page", str(page)), ("page_size", str(page_size))]
@@ -211,7 +220,7 @@ def list_recycle_bin(
 
 def empty_recycle_bin(library_id: str, space_id: str) -> Request:
     """``DELETE /api/v1/recycled/{library_id}/{space_id}``: empty one space's bin."""
-    lib = check_path_segment(library_id, what="library id")
+    lib = _library_segment(library_id)
     sid = check_path_segment(space_id)
     return Request(
         "empty_bin",
@@ -224,7 +233,7 @@ def empty_recycle_bin(library_id: str, space_id: str) -> Request:
 
 def space_size(library_id: str, space_id: str) -> Request:
     """``GET /api/v1/space/{library_id}/{space_id}/size``."""
-    lib = check_path_segment(library_id, what="library id")
+    lib = _library_segment(library_id)
     sid = check_path_segment(space_id)
     return Request(
         "space_size",
@@ -237,7 +246,7 @@ def space_size(library_id: str, space_id: str) -> Request:
 
 def usage(library_id: str, space_ids: Sequence[str]) -> Request:
     """``GET /api/v1/usage/{library_id}/{id,id,...}``: sizes of many spaces in one call."""
-    lib = check_path_segment(library_id, what="library id")
+    lib = _library_segment(library_id)
     if not space_ids:
         raise ValueError("usage() needs at least one space id")
     joined = ",".join(check_path_segment(s) for s in space_ids)

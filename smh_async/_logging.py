@@ -78,6 +78,13 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._secret_keys: dict[str, bool] = {}  # event keys repeat: match each name once
+
+    def _is_secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = self._secret_keys[key] = bool(_SECRET_KEY.search(key))
+        return known
 
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
@@ -87,7 +94,9 @@ class Redactor:
         return event
 
     def _clean(self, key: str, value: Any) -> Any:
-        if _SECRET_KEY.search(key) and value is not None and not isinstance(value, bool | int):
+        if value is None or type(value) in (int, float, bool):
+            return value
+        if self._is_secret_key(key):
             return REDACTED
         if isinstance(value, str):
             return self.text(value)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from smh_async._report import ReportSummary, summarize_reports
+from smh_async._report import ReportSummary, release_path, summarize_reports
 
 __all__ = ["child_argv", "exit_code_of", "run_processes"]
 
@@ -55,22 +55,41 @@ def exit_code_of(codes: Sequence[int]) -> int:
 
 def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "smh_async", *argv]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL)  # noqa: S603 (our own CLI)
+    # A session of its own: a terminal's Ctrl-C reaches only the parent, which passes on
+    # exactly one signal (two would mean "cancel in-flight requests now" to a child).
+    return subprocess.Popen(  # noqa: S603 (our own CLI)
+        cmd, stdout=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def _wait_all(children: Sequence[subprocess.Popen[bytes]]) -> list[int]:
-    """Wait for every child; a Ctrl-C is passed on (children stop gracefully)."""
-    try:
-        return [child.wait() for child in children]
-    except KeyboardInterrupt:
+    """Wait for every child, passing each SIGINT/SIGTERM on to those still running.
+
+    The first signal makes the children stop gracefully (report flushed, exit 130); a
+    second one cancels their in-flight requests, as it would for a single process.
+    """
+
+    def forward(signum: int, frame: object) -> None:
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
         return [child.wait() for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def run_processes(argv: Sequence[str], count: int, report: str | None) -> int:
-    """Run ``purge`` ``argv`` as ``count`` shard processes; merge reports; print a summary."""
+def run_processes(
+    argv: Sequence[str], count: int, report: str | None, *, append: bool = False
+) -> int:
+    """Run ``purge`` ``argv`` as ``count`` shard processes; merge reports; print a summary.
+
+    ``append``: the run resumes into its own report, so the earlier rows are kept and the
+    children's rows are merged after them (last row per space wins).
+    """
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="smh-async-parts-") as scratch:
         target = Path(report) if report else None
@@ -80,11 +99,34 @@ def run_processes(argv: Sequence[str], count: int, report: str | None) -> int:
         children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
         codes = _wait_all(children)
         present = [p for p in parts if p.exists()]
-        summary = summarize_reports(present, output=target)
+        earlier = [target] if append and target is not None and target.exists() else []
+        summary = _merge(earlier + present, target)
+        _merge_release_files(present, target, append=bool(earlier))
         for part in present:
-            os.unlink(part)
+            part.unlink()
     _print_summary(summary, time.monotonic() - started, count, report)
     return exit_code_of(codes)
+
+
+def _merge(inputs: Sequence[Path], target: Path | None) -> ReportSummary:
+    """Merge into a temporary file first: ``target`` may be one of the inputs."""
+    if target is None:
+        return summarize_reports(inputs)
+    merging = target.with_name(target.name + ".merging")
+    summary = summarize_reports(inputs, output=merging)
+    os.replace(merging, target)
+    return summary
+
+
+def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: bool) -> None:
+    """Concatenate the children's ``--wait-release`` files beside the merged report."""
+    found = [r for p in parts if (r := release_path(p)).is_file()]
+    if target is not None and found:
+        with release_path(target).open("a" if append else "w", encoding="utf-8") as out:
+            for path in found:
+                out.write(path.read_text(encoding="utf-8"))
+    for path in found:
+        path.unlink()
 
 
 def _print_summary(summary: ReportSummary, elapsed: float, count: int, report: str | None) -> None:

@@ -76,7 +76,13 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--processes must be between 1 and 256")
     if args.spaces_file == "-" or args.shard:
         raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
-    return run_processes(argv, args.processes, args.report)
+    append = bool(args.resume and args.report and _same_file(args.resume, args.report))
+    return run_processes(argv, args.processes, args.report, append=append)
+
+
+def _same_file(a: str, b: str) -> bool:
+    """True when two paths name the same file (``./r.jsonl`` and ``r.jsonl``)."""
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def load_settings(args: argparse.Namespace) -> SMHSettings:
@@ -132,9 +138,7 @@ class _Reports:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.path: str | None = args.report
-        same = bool(args.resume and args.report) and (
-            Path(args.resume).resolve() == Path(args.report).resolve()
-        )
+        same = bool(args.resume and args.report) and _same_file(args.resume, args.report)
         self.main = ReportWriter(args.report, append=same) if args.report else None
         self.release = None
         if args.report and args.wait_release is not None and not args.dry_run:

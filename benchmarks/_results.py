@@ -150,8 +150,8 @@ def render(r: Results) -> str:
         f"{r.reps} repetitions interleaved (A B C … then rotated), medians shown. "
         "req/s is timed inside each process around the fan-out (start-up excluded); "
         "CPU s / 1k is the whole process (user+sys from `wait4`, start-up included).",
-        "- Other engineers ran test suites on this 2-core machine during the run: "
-        "absolute numbers are noisy; compare ratios within the table.",
+        "- Absolute numbers depend on what else runs on the machine (see the load average): "
+        "compare ratios within one table, never across runs.",
         "",
         "## Throughput (requests/s, ratio to the bare aiohttp worker loop)",
         "",

@@ -60,8 +60,10 @@ async def run_demo(spaces: int = 2000, concurrency: int = 64) -> int:
                 f"{fake.peak_in_flight_by_route.get('empty_bin', 0)} (limit {concurrency})"
             )
             _say("accepted = SMH answered 204: the bin is hidden now, space is released later")
-            left = [sid for sid in ids if (await smh.list_recycle_bin(sid, page_size=1)).total]
-            _say(f"bins still holding items: {len(left)}")
+            # A dry run lists every bin (concurrently) and sends no DELETE.
+            check = await smh.purge_all(ids, concurrency=concurrency, dry_run=True)
+            left = check.counters.get("bin_items", 0) + check.failed
+            _say(f"items still in the bins (dry-run listing of all {check.dry_run}): {left}")
             released = await _wait_release(smh, ids, target=FILE_BYTES * len(ids))
     ok = summary.accepted == spaces and summary.failed == 0 and not left and released
     _say("demo OK" if ok else "demo FAILED")

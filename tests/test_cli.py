@@ -231,3 +231,13 @@ def test_space_file_reader_handles_binary_and_huge_lines(tmp_path: Path) -> None
         got = list(read_space_file(f))
     assert got[0] == "ok1" and got[-1] == "ok2" and len(got) == 4
     assert "\\x" in got[1] and 4096 < len(got[2]) <= 4097  # cut, and too long to be valid
+
+
+async def test_demo_runs_the_production_path_end_to_end() -> None:
+    """`smh-async demo` (small) purges every seeded space, finds the bins empty, sees release."""
+    proc = await smh("demo", "--spaces", "150", "--concurrency", "16")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout.decode()
+    assert "purge: 150 accepted, 0 failed" in out
+    assert "items still in the bins (dry-run listing of all 150): 0" in out
+    assert "space released" in out and out.rstrip().endswith("demo OK")

@@ -56,7 +56,10 @@ class FingerprintSet:
 
     def add(self, value: str) -> bool:
         """Insert ``value``; return False if it (or a colliding id) was already present."""
-        fp = fingerprint(value)
+        return self.add_fingerprint(fingerprint(value))
+
+    def add_fingerprint(self, fp: int) -> bool:
+        """Insert a precomputed :func:`fingerprint`; False if it was already present."""
         if (self._len + 1) * 3 > len(self._slots) * 2:
             self._grow()
         slots, mask = self._slots, self._mask

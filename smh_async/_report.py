@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from smh_async._dedupe import FingerprintSet
+from smh_async._dedupe import FingerprintSet, fingerprint
 from smh_async._models import Outcome, PurgeOutcome
 
 __all__ = [
@@ -96,21 +97,14 @@ def release_path(report: StrPath) -> Path:
 
 def read_report(path: StrPath) -> Iterator[dict[str, Any]]:
     """Rows of a report; a torn last line (crash mid-write) is skipped, not fatal."""
-    for _, row in _rows_with_offsets(path):
-        yield row
-
-
-def _rows_with_offsets(path: StrPath) -> Iterator[tuple[int, dict[str, Any]]]:
     with Path(path).open("rb") as f:
-        offset = 0
         for raw in f:
-            start, offset = offset, offset + len(raw)
             try:
                 row = json.loads(raw.decode("utf-8", "replace"))
             except ValueError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("space_id"), str):
-                yield start, row
+                yield row
 
 
 def resume_set(paths: Iterable[StrPath]) -> FingerprintSet:
@@ -146,23 +140,37 @@ def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -
     """Merge reports (last row per space wins); optionally write the final rows to ``output``.
 
     Sibling release files (:func:`release_path`) are folded in when present. Missing files
-    raise ``FileNotFoundError``.
+    raise ``FileNotFoundError``. Memory stays small for millions of rows: an 8-byte key per
+    row, one bit per row and the compact id set, never the rows themselves; final rows are
+    written in their original order.
     """
     files = [Path(p) for p in paths]
     files += [r for p in files if (r := release_path(p)).is_file() and r not in files]
     summary = ReportSummary(files=len(files))
-    last: dict[tuple[bool, str], tuple[int, int]] = {}
-    for index, path in enumerate(files):
-        for offset, row in _rows_with_offsets(path):
-            summary.rows += 1
-            last["release" in row, row["space_id"]] = (index, offset)
+    keys = array("Q", (fingerprint(_final_key(row)) for path in files for row in read_report(path)))
+    summary.rows = len(keys)
+    final = _last_occurrences(keys)
     with ExitStack() as stack:
         out = stack.enter_context(Path(output).open("w", encoding="utf-8")) if output else None
-        for index, path in enumerate(files):
-            for offset, row in _rows_with_offsets(path):
-                if last.get(("release" in row, row["space_id"])) == (index, offset):
-                    _count_final(summary, row, out)
+        rows = (row for path in files for row in read_report(path))
+        for is_final, row in zip(final, rows, strict=False):  # later appends: ignored
+            if is_final:
+                _count_final(summary, row, out)
     return summary
+
+
+def _final_key(row: dict[str, Any]) -> str:
+    """Report rows and release rows of a space are merged separately."""
+    return ("release:" if "release" in row else "report:") + str(row["space_id"])
+
+
+def _last_occurrences(keys: array[int]) -> bytearray:
+    """1 where a row is the last one with its key, scanning from the end."""
+    seen = FingerprintSet(capacity=max(1024, len(keys) // 2))
+    final = bytearray(len(keys))
+    for i in range(len(keys) - 1, -1, -1):
+        final[i] = seen.add_fingerprint(keys[i])
+    return final
 
 
 def _count_final(summary: ReportSummary, row: dict[str, Any], out: IO[str] | None) -> None:

@@ -1,11 +1,17 @@
 """A compact set of 64-bit fingerprints of space ids.
 
 Deduplicating a stream of N ids needs memory proportional to N; a Python ``set`` of the
-id strings costs ~100 bytes per id (a million ids: ~100 MB). This open-addressing table
-stores an 8-byte BLAKE2b fingerprint per id in a flat ``array('Q')`` (~16 bytes per id at
-its load factor), so a million ids cost ~16 MB. Two distinct ids collide with probability
-~N²/2⁶⁵ (about 3e-8 for a million): a collision makes one id look like a duplicate,
-which the run counts and reports, so nothing disappears silently.
+id strings costs ~100 bytes per id (a million ids: ~100 MB). This table stores an 8-byte
+BLAKE2b fingerprint per id, 10 to 12.5 bytes per id at its load, so a million ids cost about
+11 MB. Two distinct ids collide with probability ~N²/2⁶⁵ (about 3e-8 for a million): a
+collision makes one id look like a duplicate, which the run counts in its summary.
+
+Layout, chosen so that growing never holds two whole tables at once (the peak memory of a
+run is what operators size pods by): linear probing over a list of fixed-size segments,
+with the home slot taken from the fingerprint's high bits (``fp * size >> 64``), so slot
+order follows fingerprint order. Growing re-inserts the old segments in order and frees each
+as soon as it is drained; the new segments fill up in the same order. Probing never wraps:
+it runs on into extra segments appended at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +22,13 @@ from hashlib import blake2b
 __all__ = ["FingerprintSet", "fingerprint"]
 
 _EMPTY = 0
+_SHIFT = 15
+_SEGMENT = 1 << _SHIFT  # slots per segment (256 KiB)
+_OFFSET = _SEGMENT - 1
+_ZEROS = array("Q", [0]) * _SEGMENT
+_MAX_LOAD = 0.8
+_GROWTH = 1.25
+_DOUBLE_BELOW = 1 << 20  # small tables double (cheap); large ones grow by 1.25 (tight)
 
 
 def fingerprint(value: str) -> int:
@@ -24,18 +37,23 @@ def fingerprint(value: str) -> int:
     return int.from_bytes(digest, "little") or 1
 
 
-class FingerprintSet:
-    """Insert-only set of strings, stored as fingerprints with linear probing."""
+def _segments_for(slots: float) -> int:
+    return max(1, -(-int(slots) // _SEGMENT))
 
-    __slots__ = ("_len", "_mask", "_slots")
+
+class FingerprintSet:
+    """Insert-only set of strings, stored as 64-bit fingerprints (see the module docstring)."""
+
+    __slots__ = ("_len", "_limit", "_segments", "_size")
 
     def __init__(self, capacity: int = 1024) -> None:
-        size = 1
-        while size < capacity * 2:
-            size *= 2
-        self._slots = array("Q", [0]) * size
-        self._mask = size - 1
         self._len = 0
+        self._resize(_segments_for(capacity / _MAX_LOAD) * _SEGMENT)
+        self._segments: list[array[int]] = []
+
+    def _resize(self, size: int) -> None:
+        self._size = size
+        self._limit = int(size * _MAX_LOAD)
 
     def __len__(self) -> int:
         return self._len
@@ -44,15 +62,16 @@ class FingerprintSet:
         if not isinstance(value, str):
             return False
         fp = fingerprint(value)
-        slots, mask = self._slots, self._mask
-        i = fp & mask
-        while True:
-            slot = slots[i]
+        segments = self._segments
+        position = (fp * self._size) >> 64
+        while (index := position >> _SHIFT) < len(segments):
+            slot = segments[index][position & _OFFSET]
             if slot == _EMPTY:
                 return False
             if slot == fp:
                 return True
-            i = (i + 1) & mask
+            position += 1
+        return False
 
     def add(self, value: str) -> bool:
         """Insert ``value``; return False if it (or a colliding id) was already present."""
@@ -60,29 +79,52 @@ class FingerprintSet:
 
     def add_fingerprint(self, fp: int) -> bool:
         """Insert a precomputed :func:`fingerprint`; False if it was already present."""
-        if (self._len + 1) * 3 > len(self._slots) * 2:
+        if self._len >= self._limit:
             self._grow()
-        slots, mask = self._slots, self._mask
-        i = fp & mask
+        if self._place(fp):
+            self._len += 1
+            return True
+        return False
+
+    def _place(self, fp: int) -> bool:
+        segments = self._segments
+        position = (fp * self._size) >> 64
         while True:
-            slot = slots[i]
+            index = position >> _SHIFT
+            while index >= len(segments):
+                segments.append(array("Q", _ZEROS))
+            segment = segments[index]
+            offset = position & _OFFSET
+            slot = segment[offset]
             if slot == _EMPTY:
-                slots[i] = fp
-                self._len += 1
+                segment[offset] = fp
                 return True
             if slot == fp:
                 return False
-            i = (i + 1) & mask
+            position += 1
 
     def _grow(self) -> None:
-        old = self._slots
-        size = len(old) * 2
-        self._slots = array("Q", [0]) * size
-        self._mask = size - 1
-        slots, mask = self._slots, self._mask
-        for fp in old:
-            if fp != _EMPTY:
-                i = fp & mask
-                while slots[i] != _EMPTY:
-                    i = (i + 1) & mask
-                slots[i] = fp
+        old = self._segments[::-1]
+        self._resize(
+            _segments_for(self._size * (2.0 if self._size < _DOUBLE_BELOW else _GROWTH)) * _SEGMENT
+        )
+        new: list[array[int]] = []
+        self._segments = new
+        size, append = self._size, new.append
+        while old:
+            segment = old.pop()  # in slot order; each is freed once drained
+            for fp in segment:
+                if fp == _EMPTY:
+                    continue
+                position = (fp * size) >> 64  # (inlined _place: no duplicates here)
+                while True:
+                    index = position >> _SHIFT
+                    while index >= len(new):
+                        append(array("Q", _ZEROS))
+                    target = new[index]
+                    offset = position & _OFFSET
+                    if target[offset] == _EMPTY:
+                        target[offset] = fp
+                        break
+                    position += 1
+            del segment

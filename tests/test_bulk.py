@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import AsyncIterator
 
 import anyio
@@ -174,3 +175,23 @@ def test_fingerprint_set_dedupes_and_grows() -> None:
     assert all(seen.add(f"space{i}") for i in range(10_000))
     assert not any(seen.add(f"space{i}") for i in range(0, 10_000, 7))
     assert len(seen) == 10_000 and "space42" in seen and "space-x" not in seen
+
+
+@pytest.mark.parametrize("double_below", [1 << 20, 1])
+def test_fingerprint_set_agrees_with_a_python_set(
+    monkeypatch: pytest.MonkeyPatch, double_below: int
+) -> None:
+    """On a random stream with repeats, add() and `in` match a set, through every resize
+    (both growth modes: doubling while small, 1.25x when large)."""
+    from smh_async import _dedupe
+
+    monkeypatch.setattr(_dedupe, "_DOUBLE_BELOW", double_below)
+    rng = random.Random(11)
+    pool = [f"space{rng.getrandbits(48):x}" for _ in range(60_000)]
+    seen, reference = FingerprintSet(capacity=1), set()
+    for space_id in (rng.choice(pool) for _ in range(120_000)):
+        assert seen.add(space_id) is (space_id not in reference)
+        reference.add(space_id)
+    assert len(seen) == len(reference)
+    assert all(space_id in seen for space_id in reference)
+    assert not any(f"other{i}" in seen for i in range(5_000))

@@ -2,7 +2,7 @@
 
 Client processes are pinned to CPU 0 and nginx's single worker to CPU 1 (the machine has
 two cores); the multi-process section is the exception and runs its children on both.
-Environment knobs: ``BENCH_REQUESTS`` (per throughput run, default 8000),
+Environment knobs: ``BENCH_REQUESTS`` (per throughput run, default 6000),
 ``BENCH_REPS`` (default 5), ``BENCH_FULL=1`` (also run the naive script at 1,000,000 ids),
 ``BENCH_QUICK=1`` (a smoke test of the harness: small inputs, numbers meaningless).
 """
@@ -24,7 +24,7 @@ from benchmarks._nginx import running_nginx
 from benchmarks._proc import Measured, measure
 from benchmarks._results import Results, write_results
 
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "8000"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "6000"))
 # httpx is 10-50x slower: about the same time per run needs 20x fewer requests.
 HTTPX_REQUESTS = max(250, REQUESTS // 20)
 REPS = int(os.environ.get("BENCH_REPS", "5"))

@@ -13,7 +13,7 @@ import inspect
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from smh_async._logging import library_logger
 from smh_async._models import Outcome, PurgeOutcome, PurgeSummary
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
+from smh_async._targets import SpaceSource, aiter_ids
 
 if sys.version_info < (3, 11):  # anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -38,7 +39,6 @@ __all__ = ["LatencyHistogram", "PurgeRun"]
 
 OutcomeCallback = Callable[[PurgeOutcome], Awaitable[None] | None]
 ProgressCallback = Callable[[ProgressSnapshot], Awaitable[None] | None]
-SpaceSource = Iterable[str] | AsyncIterator[str]
 Job = tuple[str, int | None]  # space id, size before the DELETE (with wait_release)
 USAGE_BATCH = 100
 # Auth failures that a fresh token did not cure apply to every space: stop at once.
@@ -243,7 +243,7 @@ class PurgeRun:
         admitted = 0
         async with send:
             with self._producer_scope:
-                async for space_id in _aiter(source):
+                async for space_id in aiter_ids(source):
                     if not self._admit(space_id):
                         continue
                     if self.max_spaces is not None and admitted >= self.max_spaces:
@@ -482,17 +482,6 @@ def _now() -> str:
 
 
 _now_second, _now_prefix = -1, ""
-
-
-async def _aiter(source: SpaceSource) -> AsyncIterator[str]:
-    if hasattr(source, "__aiter__"):
-        async for item in source:
-            yield item
-    else:
-        for n, item in enumerate(source):
-            yield item
-            if n % 256 == 255:
-                await anyio.lowlevel.checkpoint()  # a long sync source must not starve I/O
 
 
 def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from smh_async._bulk import PurgeRun, SpaceSource
+from smh_async._bulk import PurgeRun
 from smh_async._models import PurgeOutcome, PurgeSummary
+from smh_async._targets import SpaceSource
 
 if TYPE_CHECKING:
     from smh_async._client import SMHClient

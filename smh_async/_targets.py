@@ -10,7 +10,7 @@ its total stays a lower bound until EOF.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -22,7 +22,16 @@ from smh_async._shard import Shard
 if TYPE_CHECKING:
     from smh_async._client import SMHClient
 
-__all__ = ["TargetFilter", "Targets", "count_targets", "read_space_file"]
+SpaceSource = Iterable[str] | AsyncIterator[str]
+
+__all__ = [
+    "SpaceSource",
+    "TargetFilter",
+    "Targets",
+    "aiter_ids",
+    "count_targets",
+    "read_space_file",
+]
 
 MAX_LINE = 4096
 
@@ -77,11 +86,24 @@ class Targets:
                 yield space_id
 
 
-async def _lines(stream: IO[bytes]) -> AsyncIterator[str]:
-    for n, space_id in enumerate(read_space_file(stream)):
-        yield space_id
-        if n % 256 == 255:
-            await anyio.lowlevel.checkpoint()
+async def aiter_ids(source: SpaceSource) -> AsyncIterator[str]:
+    """Any iterable or async iterable of ids as an async iterator.
+
+    A sync source yields to the event loop every 256 ids, so a long file read cannot starve
+    network I/O.
+    """
+    if hasattr(source, "__aiter__"):
+        async for item in source:
+            yield item
+    else:
+        for n, item in enumerate(source):
+            yield item
+            if n % 256 == 255:
+                await anyio.lowlevel.checkpoint()
+
+
+def _lines(stream: IO[bytes]) -> AsyncIterator[str]:
+    return aiter_ids(read_space_file(stream))
 
 
 class TargetFilter:

@@ -30,8 +30,8 @@ $(BENCH_STAMP): $(STAMP)
 
 # Regenerates benchmarks/RESULTS.md and benchmarks/results.png (about 9 minutes on 2 cores).
 bench: $(BENCH_STAMP)
-	@test -x /usr/sbin/nginx -a -x /usr/bin/wrk || \
-		(apt-get update -qq && apt-get install -y -qq nginx-light wrk)
+	@test -x /usr/sbin/nginx -a -x /usr/bin/wrk -a -x /usr/bin/valgrind || \
+		(apt-get update -qq && apt-get install -y -qq nginx-light wrk valgrind)
 	$(BIN)/python -m benchmarks
 
 clean:

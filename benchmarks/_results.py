@@ -39,6 +39,7 @@ class Results:
     runs: dict[Key, list[Measured]] = field(default_factory=lambda: defaultdict(list))
     wrk: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     latency: list[Latency] = field(default_factory=list)
+    instructions: dict[str, float] = field(default_factory=dict)  # per request, callgrind
     duration_s: float = 0.0
 
     def add(self, section: str, name: str, level: int, m: Measured) -> None:
@@ -161,6 +162,10 @@ def render(r: Results) -> str:
         f"{_spread(r, 'throughput', LIBRARY, 64)}; "
         f"bare workers: {_spread(r, 'throughput', BASELINE, 64)}.",
         "",
+        "## Instructions per request (callgrind, c=64; deterministic, unlike the rates above)",
+        "",
+        *_instructions_table(r),
+        "",
         "## uvloop (c=64, requests/s, medians)",
         "",
         *_simple_table(r, "uvloop", "rate", "req/s"),
@@ -185,6 +190,18 @@ def render(r: Results) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _instructions_table(r: Results) -> list[str]:
+    base = r.instructions.get(BASELINE)
+    lines = [
+        "| contender | instructions / request | x bare | bare / contender |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, count in r.instructions.items():
+        ratio = f"{count / base:.2f} | {base / count:.2f}" if base and count else "n/a | n/a"
+        lines.append(f"| {name} | {count:,.0f} | {ratio} |")
+    return lines
 
 
 def _multi_table(r: Results) -> list[str]:

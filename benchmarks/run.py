@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks import _contenders as c
+from benchmarks._instr import per_request
 from benchmarks._nginx import running_nginx
 from benchmarks._proc import Measured, measure
 from benchmarks._results import Results, write_results
@@ -39,6 +40,7 @@ if QUICK:
 MULTI_REQUESTS = 2_000 if QUICK else 30_000
 UVLOOP_REPS = 3
 MULTI_PROCESSES = 2
+INSTR_REQUESTS = 200 if QUICK else 1_000  # callgrind runs N and 2N ids per contender
 HERE = Path(__file__).resolve().parent
 
 Runner = Callable[[c.Target], Measured]
@@ -136,6 +138,24 @@ def multi_process(base_url: str, scratch: Path, results: Results) -> None:
     log("multi-process done")
 
 
+def instruction_counts(base_url: str, scratch: Path, results: Results) -> None:
+    """Instructions per request under callgrind (c=64): the noise-free ratio to bare."""
+    small = write_ids(scratch / "ids-instr-1.txt", INSTR_REQUESTS)
+    big = write_ids(scratch / "ids-instr-2.txt", 2 * INSTR_REQUESTS)
+    env = {"BENCH_OUT_DIR": str(scratch)}
+
+    def script(module: str) -> Callable[[Path], list[str]]:
+        return lambda ids: c.script(module, c.Target(base_url, ids, 64, scratch))
+
+    contenders = {
+        "bare aiohttp workers": (script("bare_workers"), env),
+        "smh-async library": (script("lib_purge"), env),
+        "smh-async CLI": (lambda ids: c.cli(c.Target(base_url, ids, 64, scratch)), c.CLI_ENV),
+    }
+    results.instructions = per_request(contenders, small, big, INSTR_REQUESTS)
+    log("instruction counts done")
+
+
 @contextmanager
 def emulator(spaces: int) -> Iterator[dict[str, str]]:
     """``smh-async fake-server`` at 50 ms per request, in its own process on CPU 1."""
@@ -180,6 +200,7 @@ def main() -> None:
         with running_nginx(cpu=1) as base_url:
             throughput(base_url, scratch, results)
             uvloop_trial(base_url, scratch, results)
+            instruction_counts(base_url, scratch, results)
             multi_process(base_url, scratch, results)
             memory(base_url, scratch, results)
         latency_bound(scratch, results)

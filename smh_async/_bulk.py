@@ -13,8 +13,9 @@ import inspect
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
-from smh_async._models import Outcome, PurgeOutcome, PurgeSummary
+from smh_async._models import EmptyBinResult, Outcome, PurgeOutcome, PurgeSummary
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 from smh_async._targets import SpaceSource, aiter_ids
@@ -129,6 +130,7 @@ class PurgeRun:
         self._seen = FingerprintSet()
         self._stopping = False
         self._producer_scope = anyio.CancelScope()
+        self._plain = not (dry_run or verify or self.release is not None)
         self._workers_scope = anyio.CancelScope()
 
     # ------------------------------------------------------------ control
@@ -289,7 +291,9 @@ class PurgeRun:
                     outcome = await self._one(space_id, size_before)
                 finally:
                     self.in_flight -= 1
-                await self._record(outcome)
+                pending = self._record(outcome)
+                if pending is not None:
+                    await pending
 
     async def _one(self, space_id: str, size_before: int | None) -> PurgeOutcome:
         started = time.monotonic()
@@ -297,6 +301,9 @@ class PurgeRun:
         tokens = structlog.contextvars.bind_contextvars(space_id=space_id)
         try:
             try:  # an unsafe space id is rejected by the request builder, before any I/O
+                if self._plain:  # no dry run, verify or release watch: one call, inline
+                    result = await self.client.empty_recycle_bin(space_id)
+                    return _accepted(result, started, _NO_EXTRA)
                 return await self._act(space_id, size_before, started)
             except anyio.get_cancelled_exc_class():
                 outcome = PurgeOutcome(
@@ -309,7 +316,9 @@ class PurgeRun:
                     finished_at=_now(),
                 )
                 with anyio.CancelScope(shield=True):
-                    await self._record(outcome)
+                    pending = self._record(outcome)
+                    if pending is not None:
+                        await pending
                 raise
             except Exception as exc:  # SMHError, or a bug: neither takes other spaces down
                 return _failed(space_id, exc, started)
@@ -338,16 +347,7 @@ class PurgeRun:
             extra["bin_items_after"] = remaining
         if self.release is not None:
             self.release.add(space_id, size_before, extra["bin_items_before"])
-        return PurgeOutcome(
-            space_id,
-            Outcome.ACCEPTED,
-            http_status=result.http_status,
-            request_id=result.request_id,
-            attempts=result.attempts,
-            elapsed_ms=_ms(started),
-            finished_at=_now(),
-            extra=extra,
-        )
+        return _accepted(result, started, extra)
 
     async def _bin_count(self, space_id: str) -> int | None:
         """Items in the bin (one ``page_size=1`` listing); None if it could not be read."""
@@ -357,25 +357,32 @@ class PurgeRun:
             return None
         return page.total if page.total is not None else len(page.items)
 
-    async def _record(self, outcome: PurgeOutcome) -> None:
+    def _record(self, outcome: PurgeOutcome) -> Awaitable[None] | None:
+        """Count, log and hand on one outcome; returns what to await if the callback is async.
+
+        Synchronous on purpose: it runs once per space, and a coroutine per call is
+        measurable on a fast server (benchmarks/RESULTS.md).
+        """
         self._count(outcome)
         self.latency.add(outcome.elapsed_ms)
         failed = outcome.outcome is Outcome.FAILED
-        (library_logger().warning if failed else library_logger().info)(
+        log = library_logger()
+        (log.warning if failed else log.info)(
             "purge.space",
             space_id=outcome.space_id,
-            outcome=outcome.outcome.value,
+            outcome=_VALUE[outcome.outcome],
             http_status=outcome.http_status,
             error_code=outcome.error_code,
             request_id=outcome.request_id,
             attempts=outcome.attempts,
             elapsed_ms=round(outcome.elapsed_ms, 1),
         )
-        if self._on_outcome is not None:
-            result = self._on_outcome(outcome)
-            if inspect.isawaitable(result):
-                await result
-        self._check_thresholds(outcome)
+        result = self._on_outcome(outcome) if self._on_outcome is not None else None
+        if failed:
+            self._check_thresholds(outcome)
+        if result is not None and inspect.isawaitable(result):
+            return result
+        return None
 
     def _count(self, outcome: PurgeOutcome) -> None:
         kind, extra = outcome.outcome, outcome.extra
@@ -395,7 +402,7 @@ class PurgeRun:
             self.tally.skipped += 1
 
     def _check_thresholds(self, outcome: PurgeOutcome) -> None:
-        if outcome.outcome is not Outcome.FAILED or self._stopping:
+        if self._stopping:
             return
         if self.stop_on_auth and outcome.error_code in FATAL_AUTH_CODES:
             self.stop(reason="auth")
@@ -421,6 +428,23 @@ class PurgeRun:
             interrupted=self.interrupted,
             counters=dict(self.counters),
         )
+
+
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+_VALUE = {kind: kind.value for kind in Outcome}  # Enum.value is a descriptor call
+
+
+def _accepted(result: EmptyBinResult, started: float, extra: Mapping[str, Any]) -> PurgeOutcome:
+    return PurgeOutcome(
+        result.space_id,
+        Outcome.ACCEPTED,
+        http_status=result.http_status,
+        request_id=result.request_id,
+        attempts=result.attempts,
+        elapsed_ms=_ms(started),
+        finished_at=_now(),
+        extra=extra,
+    )
 
 
 def _failed(space_id: str, exc: Exception, started: float) -> PurgeOutcome:

@@ -254,21 +254,19 @@ class SMHClient:
         )
 
     async def _attempt(self, request: Request, token: str | None) -> Response:
-        """One HTTP exchange under the per-attempt deadline (pool-queue time excluded)."""
-        if self._session is None:
+        """One HTTP exchange under the per-attempt deadline (pool-queue time excluded).
+
+        The deadline is aiohttp's own per-request ``ClientTimeout`` (cheaper than a cancel
+        scope per attempt); it cannot include time queued for a pooled connection because a
+        connection slot is taken first (aiohttp #10313).
+        """
+        session = self._session
+        if session is None:
             raise RuntimeError("SMHClient is not open: use 'async with SMHClient(...)'")
         url = self._url(request, token)
         slots = self._slots
-        if slots is None:
-            return await self._exchange(self._session, request, url)
-        async with slots:
-            return await self._exchange(self._session, request, url)
-
-    async def _exchange(
-        self, session: aiohttp.ClientSession, request: Request, url: URL
-    ) -> Response:
-        # aiohttp's own per-request deadline: cheaper than a cancel scope per attempt, and
-        # it cannot include pool-queue time because a slot is held (see _attempt).
+        if slots is not None:
+            await slots.acquire()
         try:
             async with session.request(
                 request.method, url, allow_redirects=False, timeout=self._attempt_timeout
@@ -291,6 +289,9 @@ class SMHClient:
             ) from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise self._transport_error(request, exc) from None
+        finally:
+            if slots is not None:
+                slots.release()
 
     @staticmethod
     def _transport_error(request: Request, exc: BaseException) -> SMHTransportError:

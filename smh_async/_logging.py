@@ -12,6 +12,7 @@ values in any string, and any known secret value wherever it appears.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -43,17 +44,24 @@ def library_logger() -> Any:
     config = structlog.get_config()
     if not config["cache_logger_on_first_use"]:
         return structlog.get_logger(LOGGER_NAME)
-    key = tuple(config[name] for name in _CONFIG_KEYS)
+    processors, wrapper = config["processors"], config["wrapper_class"]
+    context, factory = config["context_class"], config["logger_factory"]
     cached = _cached
-    if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
-        return cached[1]
+    if (
+        cached is not None
+        and cached[0] is processors
+        and cached[1] is wrapper
+        and cached[2] is context
+        and cached[3] is factory
+    ):
+        return cached[4]
     logger = structlog.get_logger(LOGGER_NAME).bind()
-    _cached = (key, logger)
+    _cached = (processors, wrapper, context, factory, logger)
     return logger
 
 
-_CONFIG_KEYS = ("processors", "wrapper_class", "context_class", "logger_factory")
-_cached: tuple[tuple[Any, ...], Any] | None = None
+# (processors, wrapper_class, context_class, logger_factory, bound logger)
+_cached: tuple[Any, Any, Any, Any, Any] | None = None
 
 
 # Without a handler of its own, a library logger's WARNING records reach logging's "last
@@ -89,6 +97,26 @@ class Redactor:
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            # The usual values (numbers, None, short printable text without "=" or a token
+            # path) are checked inline; the event is only rebuilt if something changes.
+            kind = type(value)
+            if value is None or kind is int or kind is float or kind is bool:
+                continue
+            if kind is str and not self._is_secret_key(key) and self._plain(value):
+                continue
+            return self._rebuilt(event)
+        return event
+
+    def _plain(self, text: str) -> bool:
+        """True if ``text`` holds nothing to redact (so :meth:`text` would not change it)."""
+        if "=" in text or "/api/v1/token/" in text or not text.isprintable():
+            return False
+        if text[:1].isspace() or text[-1:].isspace() or len(text) > 1_000_000:
+            return False
+        return not any(secret in text for secret in self._secrets)
+
+    def _rebuilt(self, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key in list(event):
             event[key] = self._clean(key, event[key])
         return event
@@ -116,6 +144,21 @@ class Redactor:
         return scrub(text, limit=1_000_000)
 
 
+def _json_fallback(obj: Any) -> Any:
+    """For what JSON cannot hold: ``obj.__structlog__()`` if it has one, else ``repr(obj)``."""
+    method = getattr(obj, "__structlog__", None)
+    return method() if callable(method) else repr(obj)
+
+
+_JSON = json.JSONEncoder(default=_json_fallback)
+
+
+def _render_json(event: MutableMapping[str, Any], **_options: Any) -> str:
+    """One event as JSON through a shared encoder (``json.dumps`` with options builds one
+    per call, a measurable share of a log line)."""
+    return _JSON.encode(event)
+
+
 def _level_number(level: str) -> int:
     number = logging.getLevelName(level.upper())
     if not isinstance(number, int):
@@ -140,7 +183,7 @@ def configure_cli_logging(
     redactor = Redactor(secrets)
     renderer: Any
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_render_json)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     structlog.configure(

@@ -66,6 +66,9 @@ def check_path_segment(value: str, *, what: str = "space id") -> str:
     (``#``), smuggle an encoding (``%2F``) or a control character. SMH ids (``space04fz…``,
     ``-`` for single-tenant libraries) all fit.
     """
+    safe = type(value) is str and len(value) <= MAX_SEGMENT and _SEGMENT.fullmatch(value)
+    if safe and value != "." and value != "..":
+        return value  # the common case, checked first (once per request)
     if not isinstance(value, str):
         raise InvalidSpaceIdError(f"{what} must be a string, not {type(value).__name__}")
     shown = repr(value[:64]) + ("…" if len(value) > 64 else "")

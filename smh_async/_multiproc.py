@@ -19,7 +19,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from smh_async._report import ReportSummary, release_path, summarize_reports
+from smh_async._report import (
+    ReportSummary,
+    concatenate_reports,
+    release_path,
+    summarize_reports,
+)
 
 __all__ = ["child_argv", "exit_code_of", "run_processes"]
 
@@ -100,7 +105,7 @@ def run_processes(
         codes = _wait_all(children)
         present = [p for p in parts if p.exists()]
         earlier = [target] if append and target is not None and target.exists() else []
-        summary = _merge(earlier + present, target)
+        summary = _merge(earlier, present, target)
         _merge_release_files(present, target, append=bool(earlier))
         for part in present:
             part.unlink()
@@ -108,12 +113,18 @@ def run_processes(
     return exit_code_of(codes)
 
 
-def _merge(inputs: Sequence[Path], target: Path | None) -> ReportSummary:
-    """Merge into a temporary file first: ``target`` may be one of the inputs."""
+def _merge(earlier: Sequence[Path], parts: Sequence[Path], target: Path | None) -> ReportSummary:
+    """Merge into a temporary file first: ``target`` may be one of the inputs.
+
+    The children's parts are disjoint shards with one row per space, so on their own they
+    are concatenated in one pass; after an earlier report (a resume) a space may have rows
+    in both, and the last-row-wins merge decides.
+    """
+    merge = summarize_reports if earlier else concatenate_reports
     if target is None:
-        return summarize_reports(inputs)
+        return merge(parts)
     merging = target.with_name(target.name + ".merging")
-    summary = summarize_reports(inputs, output=merging)
+    summary = merge([*earlier, *parts], output=merging)
     os.replace(merging, target)
     return summary
 

@@ -26,6 +26,7 @@ from smh_async._models import Outcome, PurgeOutcome
 __all__ = [
     "ReportSummary",
     "ReportWriter",
+    "concatenate_reports",
     "read_report",
     "release_path",
     "resume_set",
@@ -158,6 +159,11 @@ def release_path(report: StrPath) -> Path:
 
 def read_report(path: StrPath) -> Iterator[dict[str, Any]]:
     """Rows of a report; a torn last line (crash mid-write) is skipped, not fatal."""
+    return (row for _, row in _lines(path))
+
+
+def _lines(path: StrPath) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """``(raw line, row)`` for every readable row; torn or foreign lines are skipped."""
     with Path(path).open("rb") as f:
         for raw in f:
             try:
@@ -165,7 +171,7 @@ def read_report(path: StrPath) -> Iterator[dict[str, Any]]:
             except ValueError:
                 continue
             if isinstance(row, dict) and isinstance(row.get("space_id"), str):
-                yield row
+                yield raw, row
 
 
 def resume_set(paths: Iterable[StrPath]) -> FingerprintSet:
@@ -217,6 +223,29 @@ def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -
         for is_final, row in zip(final, rows, strict=False):  # later appends: ignored
             if is_final:
                 _count_final(summary, row, out)
+    return summary
+
+
+def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None) -> ReportSummary:
+    """:func:`summarize_reports` for reports known to hold *disjoint* spaces, one row each
+    (the shard parts of one run): the same summary in one pass, without the last-row index.
+
+    Rows are copied byte for byte to ``output`` one file after another; a torn line (a
+    process killed mid-write) is dropped, never glued to the next file's first row.
+    Sibling release files are counted, as :func:`summarize_reports` does, but not copied.
+    """
+    files = [Path(p) for p in paths]
+    releases = [r for p in files if (r := release_path(p)).is_file() and r not in files]
+    summary = ReportSummary(files=len(files) + len(releases))
+    with ExitStack() as stack:
+        out = stack.enter_context(Path(output).open("wb")) if output else None
+        for path in files + releases:
+            copy = out if path not in releases else None
+            for raw, row in _lines(path):
+                summary.rows += 1
+                _count_final(summary, row, None)
+                if copy is not None:
+                    copy.write(raw if raw.endswith(b"\n") else raw + b"\n")
     return summary
 
 

@@ -22,6 +22,10 @@ from smh_async import (
     summarize_reports,
 )
 from smh_async._release import snapshot_sizes
+from smh_async._report import (
+    concatenate_reports,
+    release_path,
+)
 from smh_async.testing import FakeServer, FakeSMH
 from tests.conftest import LIBRARY, make_settings
 
@@ -136,3 +140,36 @@ def test_summarize_reports_writes_one_final_row_per_space(tmp_path: Path) -> Non
     summary = summarize_reports([a, b], output=out)
     assert (summary.rows, summary.spaces, summary.failed) == (3, 2, 0)
     assert [json.loads(line)["space_id"] for line in out.read_text().splitlines()] == ["y", "x"]
+
+
+def _shard_parts(tmp_path: Path) -> list[Path]:
+    """Two disjoint shard parts with release siblings; part 0 ends in a torn line."""
+    rows = [
+        [("a1", "accepted", None), ("a2", "failed", "NoSuchSpace"), ("a3", "accepted", None)],
+        [("b1", "accepted", None), ("b2", "failed", "Timeout")],
+    ]
+    parts = []
+    for i, shard in enumerate(rows):
+        part = tmp_path / f"r.jsonl.part{i}of2"
+        with part.open("w", encoding="utf-8") as f:
+            for space, outcome, code in shard:
+                f.write(json.dumps({"space_id": space, "outcome": outcome, "error_code": code}))
+                f.write("\n")
+        release_row = {"space_id": shard[0][0], "release": "released"}
+        release_path(part).write_text(json.dumps(release_row) + "\n")
+        parts.append(part)
+    with parts[0].open("a", encoding="utf-8") as f:
+        f.write('{"space_id": "a4", "outco')  # killed mid-write
+    return parts
+
+
+def test_concatenating_shard_parts_equals_the_full_merge(tmp_path: Path) -> None:
+    """Disjoint shard parts: the one-pass concatenation gives the full merge's summary and rows."""
+    parts = _shard_parts(tmp_path)
+    fast, full = tmp_path / "fast.jsonl", tmp_path / "full.jsonl"
+    summary = concatenate_reports(parts, output=fast)
+    assert summary == summarize_reports(parts, output=full)
+    assert (summary.spaces, summary.failed, summary.release["released"]) == (5, 2, 2)
+    rows = [json.loads(line) for line in fast.read_text().splitlines()]  # every line parses
+    assert [r["space_id"] for r in rows] == ["a1", "a2", "a3", "b1", "b2"]
+    assert rows == [json.loads(line) for line in full.read_text().splitlines()]

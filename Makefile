@@ -28,7 +28,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-# Regenerates benchmarks/RESULTS.md and benchmarks/results.png (about 9 minutes on 2 cores).
+# Regenerates benchmarks/RESULTS.md and benchmarks/results.png (about 10 minutes on 2 cores).
 bench: $(BENCH_STAMP)
 	@test -x /usr/sbin/nginx -a -x /usr/bin/wrk -a -x /usr/bin/valgrind || \
 		(apt-get update -qq && apt-get install -y -qq nginx-light wrk valgrind)

@@ -26,9 +26,11 @@ _COLLECTED = re.compile(rb"Collected : (\d+)")
 Command = Callable[[Path], Sequence[str]]  # ids file -> the contender's command line
 
 
-def instructions(cmd: Sequence[str], env: dict[str, str]) -> int:
+def instructions(cmd: Sequence[str], env: dict[str, str], cpus: str | None = None) -> int:
     """Instructions executed by ``cmd`` (and only it: children are not traced)."""
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd]
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
     full_env = {**os.environ, "PYTHONHASHSEED": "0", **env}
     proc = subprocess.run(argv, env=full_env, capture_output=True, check=False)
     found = _COLLECTED.search(proc.stderr)
@@ -39,18 +41,27 @@ def instructions(cmd: Sequence[str], env: dict[str, str]) -> int:
 
 
 def per_request(
-    contenders: dict[str, tuple[Command, dict[str, str]]], small: Path, big: Path, n: int
+    contenders: dict[str, tuple[Command, dict[str, str]]],
+    small: Path,
+    big: Path,
+    n: int,
+    *,
+    parallel: int = 1,
+    cpus: str | None = None,
 ) -> dict[str, float]:
     """Instructions per request of each contender: ``(Ir(big) - Ir(small)) / n``.
 
-    Runs two callgrind processes at a time (the machine's two cores; nginx is nearly idle
-    while clients run under valgrind).
+    ``parallel`` callgrind processes run at a time. Counts do not depend on how busy the
+    machine is, so this may share it with other work that is not timed either; ``cpus``
+    pins them (taskset) to keep them off that work's core.
     """
     jobs = [(name, ids) for name in contenders for ids in (small, big)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
         counts = list(
             pool.map(
-                lambda job: instructions(contenders[job[0]][0](job[1]), contenders[job[0]][1]),
+                lambda job: instructions(
+                    contenders[job[0]][0](job[1]), contenders[job[0]][1], cpus
+                ),
                 jobs,
             )
         )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import subprocess
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -58,6 +59,17 @@ class Results:
         """Contenders of a section, in first-seen order."""
         return list(dict.fromkeys(name for s, name, _ in self.runs if s == section))
 
+    def paired_ratio(self, section: str, name: str, level: int) -> float:
+        """Median over repetitions of this contender's rate / the baseline's in the same one.
+
+        Each pair ran seconds apart, so a slow spell on the host moves both: steadier than
+        the ratio of the two medians when the machine is shared (0 when absent).
+        """
+        ours = self.runs.get((section, name, level), [])
+        base = self.runs.get((section, BASELINE, level), [])
+        pairs = [a.rate / b.rate for a, b in zip(ours, base, strict=False) if b.rate]
+        return statistics.median(pairs) if pairs else 0.0
+
     def median(self, section: str, name: str, level: int, attr: str) -> float:
         """Median of one attribute over the repetitions (0 when absent)."""
         values = [getattr(m, attr) for m in self.runs.get((section, name, level), [])]
@@ -104,8 +116,8 @@ def _throughput_table(r: Results) -> list[str]:
         cells = []
         for conc in concs:
             rate = r.median("throughput", name, conc, "rate")
-            base = r.median("throughput", BASELINE, conc, "rate")
-            cells.append(f"{rate:,.0f} | {rate / base:.2f}" if base else f"{rate:,.0f} | n/a")
+            ratio = r.paired_ratio("throughput", name, conc)
+            cells.append(f"{rate:,.0f} | {ratio:.2f}" if ratio else f"{rate:,.0f} | n/a")
         cpu = r.median("throughput", name, 64, "cpu_per_1k")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {cpu:.3f} |")
     wrk_cells = []
@@ -155,6 +167,9 @@ def render(r: Results) -> str:
         "compare ratios within one table, never across runs.",
         "",
         "## Throughput (requests/s, ratio to the bare aiohttp worker loop)",
+        "",
+        "req/s: median of the repetitions; x bare: median of the per-repetition ratios "
+        "(each run against the bare run seconds before or after it).",
         "",
         *_throughput_table(r),
         "",
@@ -254,10 +269,22 @@ def plot(r: Results, path: Path) -> None:
 
 
 def write_results(r: Results, md: Path, png: Path) -> None:
-    """Write RESULTS.md (generated figures + the hand-written analysis) and the plot."""
+    """Write RESULTS.md (figures + the hand-written analysis), the plot, and every raw
+    measurement (``results.json``, one object per child run, for re-analysis)."""
     analysis = md.with_name("ANALYSIS.md")
     text = render(r) + "\n![throughput and memory](results.png)\n"
     if analysis.exists():
         text += "\n" + analysis.read_text(encoding="utf-8")
     md.write_text(text, encoding="utf-8")
     plot(r, png)
+    raw = {
+        "runs": [
+            {"section": section, "contender": name, "level": level, **asdict(m)}
+            for (section, name, level), runs in r.runs.items()
+            for m in runs
+        ],
+        "wrk": r.wrk,
+        "instructions_per_request": r.instructions,
+        "latency": [{**asdict(x), "run": asdict(x.run)} for x in r.latency],
+    }
+    md.with_name("results.json").write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")

@@ -25,7 +25,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
-from smh_async._models import EmptyBinResult, Outcome, PurgeOutcome, PurgeSummary
+from smh_async._models import (
+    OUTCOME_TEXT,
+    EmptyBinResult,
+    Outcome,
+    PurgeOutcome,
+    PurgeSummary,
+)
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 from smh_async._targets import SpaceSource, aiter_ids
@@ -370,7 +376,7 @@ class PurgeRun:
         (log.warning if failed else log.info)(
             "purge.space",
             space_id=outcome.space_id,
-            outcome=_VALUE[outcome.outcome],
+            outcome=OUTCOME_TEXT[outcome.outcome],
             http_status=outcome.http_status,
             error_code=outcome.error_code,
             request_id=outcome.request_id,
@@ -431,7 +437,6 @@ class PurgeRun:
 
 
 _NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
-_VALUE = {kind: kind.value for kind in Outcome}  # Enum.value is a descriptor call
 
 
 def _accepted(result: EmptyBinResult, started: float, extra: Mapping[str, Any]) -> PurgeOutcome:

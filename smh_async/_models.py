@@ -37,6 +37,10 @@ class Outcome(str, enum.Enum):
         return self.value
 
 
+# Outcome -> its text, for per-space hot paths (``Enum.value`` is a descriptor call).
+OUTCOME_TEXT: Mapping[Outcome, str] = MappingProxyType({kind: kind.value for kind in Outcome})
+
+
 @dataclass(frozen=True, slots=True)
 class Space:
     """A tenant space as listed by ``GET /api/v1/space/{library}/list``."""

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from smh_async._dedupe import FingerprintSet, fingerprint
-from smh_async._models import Outcome, PurgeOutcome
+from smh_async._models import OUTCOME_TEXT, Outcome, PurgeOutcome
 
 __all__ = [
     "ReportSummary",
@@ -37,7 +37,6 @@ StrPath = str | os.PathLike[str]
 # One encoder for every row: json.dumps() with any option builds a new encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 _STRING = json.encoder.encode_basestring  # the escaper _ENCODER itself uses (C, not ASCII-only)
-_VALUE = {kind: kind.value for kind in Outcome}  # plain words: no escaping needed
 _FIELDS = frozenset(
     [
         "space_id",
@@ -83,7 +82,7 @@ def encode_outcome(outcome: PurgeOutcome) -> str:
     if extra and not _FIELDS.isdisjoint(extra):
         return _ENCODER.encode(outcome.to_record())  # an extra overrides a field: keep order
     text = (
-        f'{{"space_id": {_value(outcome.space_id)}, "outcome": "{_VALUE[outcome.outcome]}", '
+        f'{{"space_id": {_value(outcome.space_id)}, "outcome": "{OUTCOME_TEXT[outcome.outcome]}", '
         f'"http_status": {_value(outcome.http_status)}, '
         f'"error_code": {_value(outcome.error_code)}, '
         f'"error_message": {_value(outcome.error_message)}, '

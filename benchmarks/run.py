@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -197,6 +198,8 @@ def latency_bound(scratch: Path, results: Results) -> None:
 
 def main() -> None:
     """Run all sections and write the results next to this file."""
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so nginx and scratch files go too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     results = Results(requests=REQUESTS, httpx_requests=HTTPX_REQUESTS, reps=REPS)
     with tempfile.TemporaryDirectory(prefix="smh-bench-") as tmp:

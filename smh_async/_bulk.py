@@ -12,26 +12,24 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from smh_async import _outcomes as outcomes
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
 from smh_async._models import (
     OUTCOME_TEXT,
-    EmptyBinResult,
     Outcome,
     PurgeOutcome,
     PurgeSummary,
 )
+from smh_async._outcomes import RunTotals
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 from smh_async._targets import SpaceSource, aiter_ids
@@ -52,18 +50,6 @@ USAGE_BATCH = 100
 FATAL_AUTH_CODES = frozenset(
     {"InvalidAccessToken", "NoPermission", "AccessTokenNotMatchLibrary", "WrongLibraryIdOrSecret"}
 )
-
-
-@dataclass
-class _Tally:
-    accepted: int = 0
-    failed: int = 0
-    skipped: int = 0
-    dry_run: int = 0
-
-    @property
-    def finished(self) -> int:
-        return self.accepted + self.failed + self.skipped + self.dry_run
 
 
 class PurgeRun:
@@ -123,10 +109,7 @@ class PurgeRun:
         self.release: ReleaseWatcher | None = None
         if wait_release is not None and not dry_run:
             self.release = ReleaseWatcher(client, wait_release, on_result=on_release)
-        self.tally = _Tally()
-        self.by_error_code: Counter[str] = Counter()
-        self.counters: Counter[str] = Counter()
-        self.latency = LatencyHistogram()
+        self.totals = RunTotals()
         self.duplicates = self.filtered = self.launched = self.in_flight = 0
         self.aborted: str | None = None
         self.interrupted = False
@@ -169,15 +152,15 @@ class PurgeRun:
         """Where the run stands now (cheap; safe to call at any time)."""
         total, final = self._total()
         return ProgressSnapshot(
-            done=self.tally.finished,
+            done=self.totals.finished,
             total=total,
             total_final=final,
-            accepted=self.tally.accepted,
-            failed=self.tally.failed,
-            dry_run=self.tally.dry_run,
+            accepted=self.totals.accepted,
+            failed=self.totals.failed,
+            dry_run=self.totals.dry_run,
             in_flight=self.in_flight,
             elapsed_s=time.monotonic() - self.started_at if self.started_at else 0.0,
-            by_error_code=dict(self.by_error_code),
+            by_error_code=dict(self.totals.by_error_code),
         )
 
     def _total(self) -> tuple[int | None, bool]:
@@ -217,7 +200,7 @@ class PurgeRun:
                 await self._purge(space_ids)
                 await self._emit_progress()
                 if self.release is not None and not self.interrupted:
-                    self.counters.update(await self.release.wait())
+                    self.totals.counters.update(await self.release.wait())
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             _raise_single(group)
@@ -309,25 +292,17 @@ class PurgeRun:
             try:  # an unsafe space id is rejected by the request builder, before any I/O
                 if self._plain:  # no dry run, verify or release watch: one call, inline
                     result = await self.client.empty_recycle_bin(space_id)
-                    return _accepted(result, started, _NO_EXTRA)
+                    return outcomes.accepted(result, started, outcomes.NO_EXTRA)
                 return await self._act(space_id, size_before, started)
             except anyio.get_cancelled_exc_class():
-                outcome = PurgeOutcome(
-                    space_id,
-                    Outcome.FAILED,
-                    error_code="Interrupted",
-                    error_message="cancelled while in flight; the server may have "
-                    "received the request (safe to resume: emptying is idempotent)",
-                    elapsed_ms=_ms(started),
-                    finished_at=_now(),
-                )
+                outcome = outcomes.interrupted(space_id, started)
                 with anyio.CancelScope(shield=True):
                     pending = self._record(outcome)
                     if pending is not None:
                         await pending
                 raise
             except Exception as exc:  # SMHError, or a bug: neither takes other spaces down
-                return _failed(space_id, exc, started)
+                return outcomes.failed(space_id, exc, started)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
 
@@ -335,13 +310,7 @@ class PurgeRun:
         client = self.client
         if self.dry_run:
             items, size = await client.recycle_bin_totals(space_id)
-            return PurgeOutcome(
-                space_id,
-                Outcome.DRY_RUN,
-                elapsed_ms=_ms(started),
-                finished_at=_now(),
-                extra={"bin_items": items, "bin_bytes": size},
-            )
+            return outcomes.dry_run(space_id, started, items, size)
         extra: dict[str, Any] = {}
         if self.release is not None:
             items_before = await self._bin_count(space_id)
@@ -353,7 +322,7 @@ class PurgeRun:
             extra["bin_items_after"] = remaining
         if self.release is not None:
             self.release.add(space_id, size_before, extra["bin_items_before"])
-        return _accepted(result, started, extra)
+        return outcomes.accepted(result, started, extra)
 
     async def _bin_count(self, space_id: str) -> int | None:
         """Items in the bin (one ``page_size=1`` listing); None if it could not be read."""
@@ -369,8 +338,7 @@ class PurgeRun:
         Synchronous on purpose: it runs once per space, and a coroutine per call is
         measurable on a fast server (benchmarks/RESULTS.md).
         """
-        self._count(outcome)
-        self.latency.add(outcome.elapsed_ms)
+        self.totals.add(outcome)
         failed = outcome.outcome is Outcome.FAILED
         log = library_logger()
         (log.warning if failed else log.info)(
@@ -390,36 +358,19 @@ class PurgeRun:
             return result
         return None
 
-    def _count(self, outcome: PurgeOutcome) -> None:
-        kind, extra = outcome.outcome, outcome.extra
-        if kind is Outcome.ACCEPTED:
-            self.tally.accepted += 1
-            if "verified" in extra:
-                key = {True: "verified", False: "verify_not_empty", None: "verify_error"}
-                self.counters[key[extra["verified"]]] += 1
-        elif kind is Outcome.FAILED:
-            self.tally.failed += 1
-            self.by_error_code[outcome.error_code or "unknown"] += 1
-        elif kind is Outcome.DRY_RUN:
-            self.tally.dry_run += 1
-            self.counters["bin_items"] += int(extra.get("bin_items") or 0)
-            self.counters["bin_bytes"] += int(extra.get("bin_bytes") or 0)
-        else:
-            self.tally.skipped += 1
-
     def _check_thresholds(self, outcome: PurgeOutcome) -> None:
         if self._stopping:
             return
         if self.stop_on_auth and outcome.error_code in FATAL_AUTH_CODES:
             self.stop(reason="auth")
         elif self.max_failure_rate is not None:
-            done = self.tally.finished
-            if done >= self.min_sample and self.tally.failed / done >= self.max_failure_rate:
+            done = self.totals.finished
+            if done >= self.min_sample and self.totals.failed / done >= self.max_failure_rate:
                 self.stop(reason="failure_rate")
 
     def summary(self) -> PurgeSummary:
         """Totals so far (final once :meth:`run` returned)."""
-        t = self.tally
+        t = self.totals
         return PurgeSummary(
             total=t.finished,
             accepted=t.accepted,
@@ -427,52 +378,13 @@ class PurgeRun:
             skipped=t.skipped,
             dry_run=t.dry_run,
             duplicates=self.duplicates,
-            by_error_code=dict(self.by_error_code),
+            by_error_code=dict(t.by_error_code),
             elapsed_s=time.monotonic() - self.started_at if self.started_at else 0.0,
-            latency_ms=self.latency.summary(),
+            latency_ms=t.latency.summary(),
             aborted=self.aborted,
             interrupted=self.interrupted,
-            counters=dict(self.counters),
+            counters=dict(t.counters),
         )
-
-
-_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
-
-
-def _accepted(result: EmptyBinResult, started: float, extra: Mapping[str, Any]) -> PurgeOutcome:
-    return PurgeOutcome(
-        result.space_id,
-        Outcome.ACCEPTED,
-        http_status=result.http_status,
-        request_id=result.request_id,
-        attempts=result.attempts,
-        elapsed_ms=_ms(started),
-        finished_at=_now(),
-        extra=extra,
-    )
-
-
-def _failed(space_id: str, exc: Exception, started: float) -> PurgeOutcome:
-    if isinstance(exc, SMHError):
-        return PurgeOutcome(
-            space_id,
-            Outcome.FAILED,
-            http_status=exc.status,
-            error_code=exc.code or type(exc).__name__,
-            error_message=exc.message,
-            request_id=exc.request_id,
-            attempts=exc.attempts,
-            elapsed_ms=_ms(started),
-            finished_at=_now(),
-        )
-    return PurgeOutcome(
-        space_id,
-        Outcome.FAILED,
-        error_code="ClientError",
-        error_message=f"unexpected {type(exc).__name__} in smh-async (a bug; please report)",
-        elapsed_ms=_ms(started),
-        finished_at=_now(),
-    )
 
 
 async def _next_job(receive: MemoryObjectReceiveStream[Job]) -> Job | None:
@@ -493,24 +405,6 @@ async def _next_job(receive: MemoryObjectReceiveStream[Job]) -> Job | None:
         return await receive.receive()
     except anyio.EndOfStream:
         return None
-
-
-def _ms(started: float) -> float:
-    return (time.monotonic() - started) * 1000.0
-
-
-def _now() -> str:
-    """UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ``; the seconds part is formatted once per second."""
-    global _now_second, _now_prefix
-    now = time.time()
-    second = int(now)
-    if second != _now_second:
-        _now_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _now_second = second
-    return f"{_now_prefix}.{int((now - second) * 1000):03d}Z"
-
-
-_now_second, _now_prefix = -1, ""
 
 
 def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def cli(t: Target, *extra: str) -> list[str]:
         str(t.concurrency),
         *extra,
     ]
+
+
+def for_ids(
+    module: str, base_url: str, concurrency: int, out_dir: Path
+) -> Callable[[Path], list[str]]:
+    """A contender's command line for any ids file (``module="cli"``: the smh-async CLI)."""
+
+    def command(spaces_file: Path) -> list[str]:
+        target = Target(base_url, spaces_file, concurrency, out_dir)
+        return cli(target) if module == "cli" else script(module, target)
+
+    return command
 
 
 CLI_ENV = {"SMH_ACCESS_TOKEN": TOKEN}

@@ -56,14 +56,13 @@ def per_request(
     pins them (taskset) to keep them off that work's core.
     """
     jobs = [(name, ids) for name in contenders for ids in (small, big)]
+
+    def count(job: tuple[str, Path]) -> int:
+        name, ids = job
+        command, env = contenders[name]
+        return instructions(command(ids), env, cpus)
+
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        counts = list(
-            pool.map(
-                lambda job: instructions(
-                    contenders[job[0]][0](job[1]), contenders[job[0]][1], cpus
-                ),
-                jobs,
-            )
-        )
+        counts = list(pool.map(count, jobs))
     by_job = dict(zip(jobs, counts, strict=True))
     return {name: (by_job[name, big] - by_job[name, small]) / n for name in contenders}

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import _contenders as c
-from benchmarks._instr import Command, per_request
+from benchmarks._instr import per_request
 from benchmarks._nginx import running_nginx
 from benchmarks.run import write_ids
 
@@ -32,13 +32,9 @@ def main() -> None:
         scratch = Path(tmp)
         small = write_ids(scratch / "ids-1.txt", REQUESTS)
         big = write_ids(scratch / "ids-2.txt", 2 * REQUESTS)
-
-        def script(module: str) -> Command:
-            return lambda ids: c.script(module, c.Target(url, ids, 64, scratch))
-
         contenders = {
             name: (
-                script("bare_workers" if mode is None else "lib_purge"),
+                c.for_ids("bare_workers" if mode is None else "lib_purge", url, 64, scratch),
                 {"BENCH_OUT_DIR": tmp, **({"BENCH_LIB_MODE": mode} if mode else {})},
             )
             for name, mode in MODES.items()

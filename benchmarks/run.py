@@ -148,14 +148,10 @@ def instruction_counts(base_url: str, scratch: Path, results: Results) -> None:
     small = write_ids(scratch / "ids-instr-1.txt", INSTR_REQUESTS)
     big = write_ids(scratch / "ids-instr-2.txt", 2 * INSTR_REQUESTS)
     env = {"BENCH_OUT_DIR": str(scratch)}
-
-    def script(module: str) -> Callable[[Path], list[str]]:
-        return lambda ids: c.script(module, c.Target(base_url, ids, 64, scratch))
-
     contenders = {
-        "bare aiohttp workers": (script("bare_workers"), env),
-        "smh-async library": (script("lib_purge"), env),
-        "smh-async CLI": (lambda ids: c.cli(c.Target(base_url, ids, 64, scratch)), c.CLI_ENV),
+        "bare aiohttp workers": (c.for_ids("bare_workers", base_url, 64, scratch), env),
+        "smh-async library": (c.for_ids("lib_purge", base_url, 64, scratch), env),
+        "smh-async CLI": (c.for_ids("cli", base_url, 64, scratch), c.CLI_ENV),
     }
     results.instructions = per_request(contenders, small, big, INSTR_REQUESTS, cpus="1")
     log("instruction counts done")

@@ -24,6 +24,7 @@ from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
 from smh_async._models import (
+    NO_EXTRA,
     OUTCOME_TEXT,
     Outcome,
     PurgeOutcome,
@@ -292,7 +293,7 @@ class PurgeRun:
             try:  # an unsafe space id is rejected by the request builder, before any I/O
                 if self._plain:  # no dry run, verify or release watch: one call, inline
                     result = await self.client.empty_recycle_bin(space_id)
-                    return outcomes.accepted(result, started, outcomes.NO_EXTRA)
+                    return outcomes.accepted(result, started, NO_EXTRA)
                 return await self._act(space_id, size_before, started)
             except anyio.get_cancelled_exc_class():
                 outcome = outcomes.interrupted(space_id, started)

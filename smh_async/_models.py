@@ -37,6 +37,8 @@ class Outcome(str, enum.Enum):
         return self.value
 
 
+# The shared, read-only "no extra fields" of an outcome (one object, not one per outcome).
+NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 # Outcome -> its text, for per-space hot paths (``Enum.value`` is a descriptor call).
 OUTCOME_TEXT: Mapping[Outcome, str] = MappingProxyType({kind: kind.value for kind in Outcome})
 
@@ -104,7 +106,7 @@ class PurgeOutcome:
     attempts: int = 0
     elapsed_ms: float = 0.0
     finished_at: str = ""
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    extra: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRA)
 
     def to_record(self) -> dict[str, Any]:
         """The report row for this outcome (JSON-ready, keys in a stable order)."""

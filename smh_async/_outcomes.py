@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from smh_async._errors import SMHError
@@ -19,7 +18,6 @@ from smh_async._progress import LatencyHistogram
 
 __all__ = ["RunTotals", "accepted", "dry_run", "failed", "interrupted"]
 
-NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
 _VERIFIED = {True: "verified", False: "verify_not_empty", None: "verify_error"}
 
 

@@ -15,7 +15,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -37,19 +37,7 @@ StrPath = str | os.PathLike[str]
 # One encoder for every row: json.dumps() with any option builds a new encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 _STRING = json.encoder.encode_basestring  # the escaper _ENCODER itself uses (C, not ASCII-only)
-_FIELDS = frozenset(
-    [
-        "space_id",
-        "outcome",
-        "http_status",
-        "error_code",
-        "error_message",
-        "request_id",
-        "attempts",
-        "elapsed_ms",
-        "finished_at",
-    ]
-)
+_FIELDS = frozenset(f.name for f in fields(PurgeOutcome)) - {"extra"}  # a row's own keys
 
 
 def _value(value: Any) -> str:

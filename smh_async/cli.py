@@ -1,4 +1,7 @@
-"""The ``smh-async`` command line. The only place that configures logging; owns exit codes.
+"""The ``smh-async`` command line: parsing, dispatch and exit codes.
+
+With :mod:`smh_async._commands` (the commands that talk to SMH, imported only when one
+runs) it is the only place that configures logging.
 
 Exit codes: 0 every targeted space accepted (or dry run fine); 1 at least one space failed;
 2 usage, configuration or authentication error before anything was purged; 3 run aborted by
@@ -8,35 +11,22 @@ a threshold or guard; 130 interrupted (report flushed, resumable).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING
 
-import anyio
-import structlog
+from smh_async._cli_args import build_parser
+from smh_async._console import print_report_summary
+from smh_async._errors import SMHConfigError
+from smh_async._report import summarize_reports
 
-from smh_async._bulk import PurgeRun
-from smh_async._cli_args import SETTING_FLAGS, build_parser
-from smh_async._client import SMHClient
-from smh_async._console import ProgressLog, StatusLine, print_report_summary, print_summary
-from smh_async._errors import SMHConfigError, SMHError
-from smh_async._logging import Redactor, configure_cli_logging
-from smh_async._models import PurgeSummary
-from smh_async._progress import ProgressSnapshot
-from smh_async._report import ReportWriter, release_path, resume_set, summarize_reports
-from smh_async._settings import SMHSettings
-from smh_async._shard import Shard
-from smh_async._targets import TargetFilter, Targets, count_targets, read_space_file
+if TYPE_CHECKING:
+    from smh_async._models import PurgeSummary
 
-__all__ = ["build_parser", "exit_code", "load_settings", "main", "read_space_file"]
+__all__ = ["build_parser", "exit_code", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-TTY_REFRESH_S = 0.25
 
 
 class UsageError(Exception):
@@ -49,14 +39,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "purge" and args.processes != 1:
             return _multi_process_purge(args, sys.argv[1:] if argv is None else list(argv))
-        if args.command == "purge":
-            return anyio.run(_purge_command, args)
         if args.command == "report":
             return _report_command(args)
+        # The commands that talk to SMH import aiohttp, pydantic and structlog (~0.4 s).
+        import anyio
+
+        from smh_async import _commands
+
+        if args.command == "purge":
+            return anyio.run(_commands.purge_command, args)
         if args.command == "spaces":
-            return anyio.run(_spaces_command, args)
+            return anyio.run(_commands.spaces_command, args)
         if args.command == "fake-server":
-            return anyio.run(_fake_server_command, args)
+            return anyio.run(_commands.fake_server_command, args)
         from smh_async._demo import run_demo
 
         return anyio.run(run_demo, args.spaces, args.concurrency)
@@ -76,197 +71,13 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--processes must be between 1 and 256")
     if args.spaces_file == "-" or args.shard:
         raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
-    append = bool(args.resume and args.report and _same_file(args.resume, args.report))
+    append = bool(args.resume and args.report and same_file(args.resume, args.report))
     return run_processes(argv, args.processes, args.report, append=append)
 
 
-def _same_file(a: str, b: str) -> bool:
+def same_file(a: str, b: str) -> bool:
     """True when two paths name the same file (``./r.jsonl`` and ``r.jsonl``)."""
     return Path(a).resolve() == Path(b).resolve()
-
-
-def load_settings(args: argparse.Namespace) -> SMHSettings:
-    """Settings from flags (which win) over SMH_* environment and .env."""
-    overrides = {
-        field: getattr(args, flag)
-        for flag, field in SETTING_FLAGS.items()
-        if getattr(args, flag, None) is not None
-    }
-    return SMHSettings(**overrides)
-
-
-def _secrets(settings: SMHSettings) -> list[str]:
-    return [s.get_secret_value() for s in (settings.access_token, settings.library_secret) if s]
-
-
-def _setup(args: argparse.Namespace, status: StatusLine | None = None) -> SMHSettings:
-    settings = load_settings(args)
-    level = args.log_level or ("warning" if status is not None else "info")
-    # StatusLine is file-like (write/flush/isatty), which is all structlog's WriteLogger uses.
-    stream = cast("TextIO | None", status)
-    configure_cli_logging(
-        fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
-    )
-    return settings
-
-
-# ---------------------------------------------------------------- purge
-
-
-def _check_args(args: argparse.Namespace) -> Shard | None:
-    sources = sum(bool(x) for x in (args.space_ids, args.spaces_file, args.all_spaces))
-    if sources != 1:
-        raise UsageError(
-            "give exactly one target: SPACE_ID arguments, --spaces-file PATH|- or --all-spaces"
-        )
-    if args.spaces_file and args.spaces_file != "-" and not Path(args.spaces_file).is_file():
-        raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
-    if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
-        raise UsageError("--max-failure-rate must be in (0, 1]")
-    for flag in ("max_spaces", "wait_release", "grace", "min_sample"):
-        value = getattr(args, flag)
-        if value is not None and value < 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
-    try:
-        return Shard.parse(args.shard)
-    except ValueError as exc:
-        raise UsageError(f"--shard: {exc}") from None
-
-
-class _Reports:
-    """The run's report file and its ``--wait-release`` sibling, opened and closed together."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.path: str | None = args.report
-        same = bool(args.resume and args.report) and _same_file(args.resume, args.report)
-        self.main = ReportWriter(args.report, append=same) if args.report else None
-        self.release = None
-        if args.report and args.wait_release is not None and not args.dry_run:
-            self.release = ReportWriter(release_path(args.report), append=same)
-
-    def open(self, stack: ExitStack) -> None:
-        for writer in (self.main, self.release):
-            if writer is not None:
-                stack.enter_context(writer)
-
-    def options(self) -> dict[str, Any]:
-        """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""
-        release = self.release
-        return {
-            "on_outcome": self.main.write if self.main else None,
-            "on_release": (lambda r: release.write_record(r.to_record())) if release else None,
-        }
-
-
-def _progress(
-    args: argparse.Namespace, status: StatusLine | None
-) -> tuple[Callable[[ProgressSnapshot], None] | None, float]:
-    """The progress callback and how often the engine calls it."""
-    if args.no_progress:
-        return None, 1.0
-    if status is not None:
-        return status.show, TTY_REFRESH_S
-    log = structlog.get_logger("smh_async.cli")
-    return ProgressLog(log, interval=args.progress_interval), 0.5
-
-
-async def _purge_command(args: argparse.Namespace) -> int:
-    shard = _check_args(args)
-    tty = not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
-    status = StatusLine(sys.stderr) if tty else None
-    settings = _setup(args, status)
-    targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
-    skip = TargetFilter(shard, resume_set([args.resume]) if args.resume else None)
-    reports = _Reports(args)
-    on_progress, interval = _progress(args, status)
-    _log_plan(settings, shard)
-    async with SMHClient(settings) as client:
-        if settings.library_secret is not None and settings.access_token is None:
-            await _preflight(client)
-        run = PurgeRun(
-            client,
-            skip=skip,
-            dry_run=args.dry_run,
-            verify=args.verify,
-            wait_release=args.wait_release,
-            max_failure_rate=args.max_failure_rate,
-            min_sample=args.min_sample,
-            max_spaces=args.max_spaces,
-            grace=args.grace,
-            on_progress=on_progress,
-            progress_interval=interval,
-            **reports.options(),
-        )
-        with ExitStack() as stack:
-            reports.open(stack)
-            source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
-    if status is not None:
-        status.close()
-    summary = run.summary()
-    reasons = {"not in shard": skip.not_in_shard, "already done (resume)": skip.already_done}
-    release = str(reports.release.path) if reports.release else None
-    print_summary(summary, reports.path, skipped_reasons=reasons, release_report=release)
-    return EXIT_FAILED if source_failed and not summary.interrupted else exit_code(summary)
-
-
-async def _drive(
-    run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter, *, count: bool
-) -> bool:
-    """Run the purge with the signal watcher (and the counting pass); True if input failed."""
-    log = structlog.get_logger("smh_async.cli")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, run, tg.cancel_scope)
-        if count and targets.rereadable:
-            tg.start_soon(_count, run, targets, client, skip)
-        try:
-            await run.run(targets.iterate(client))
-        except SMHError as exc:  # the listing or the file gave out: the target set is partial
-            log.error("purge.source_failed", error_code=exc.code, error=str(exc))
-            tg.cancel_scope.cancel()
-            return True
-        tg.cancel_scope.cancel()
-    return False
-
-
-async def _count(run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter) -> None:
-    def update(n: int, final: bool) -> None:
-        run.set_total(n, final=final)
-
-    try:
-        await count_targets(targets.iterate(client), skip.skips, update)
-    except SMHError as exc:  # only the display loses its total
-        structlog.get_logger("smh_async.cli").warning("purge.count_failed", error_code=exc.code)
-
-
-def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:
-    count = shard.count if shard else 1
-    structlog.get_logger("smh_async.cli").info(
-        "purge.plan",
-        shard=str(shard) if shard else None,
-        rate_per_s=settings.rate,
-        rate_all_shards_per_s=settings.rate * count if settings.rate else None,
-        concurrency=settings.concurrency,
-    )
-
-
-async def _preflight(client: SMHClient) -> None:
-    """Mint the first token before purging, so a wrong secret exits 2 with nothing sent."""
-    try:
-        await client.token_provider.get()
-    except SMHError as exc:
-        raise UsageError(f"cannot obtain an access token: {exc}") from None
-
-
-async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if run.stopping:
-                scope.cancel()  # a second signal: stop waiting for in-flight requests
-                return
-            structlog.get_logger("smh_async.cli").warning(
-                "purge.stopping", signal=signal.Signals(signum).name, grace_s=run.grace
-            )
-            run.stop(interrupted=True)
 
 
 def exit_code(summary: PurgeSummary) -> int:
@@ -280,7 +91,7 @@ def exit_code(summary: PurgeSummary) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-# ---------------------------------------------------------------- other commands
+# ---------------------------------------------------------------- report
 
 
 def _report_command(args: argparse.Namespace) -> int:
@@ -290,52 +101,6 @@ def _report_command(args: argparse.Namespace) -> int:
     summary = summarize_reports(args.paths, output=args.output)
     print_report_summary(summary)
     return EXIT_FAILED if summary.failed else EXIT_OK
-
-
-async def _spaces_command(args: argparse.Namespace) -> int:
-    settings = _setup(args)
-    async with SMHClient(settings) as client:
-        try:
-            async for space in client.iter_spaces():
-                sys.stdout.write(space.space_id + "\n")
-        except BrokenPipeError:  # `smh-async spaces | head`: the reader has all it wants
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (silences the exit flush)
-            return EXIT_OK
-        except SMHError as exc:
-            print(
-                f"smh-async: error: {Redactor(_secrets(settings)).text(str(exc))}", file=sys.stderr
-            )
-            return EXIT_FAILED
-    sys.stdout.flush()
-    return EXIT_OK
-
-
-async def _fake_server_command(args: argparse.Namespace) -> int:
-    from smh_async.testing._main import serve_forever
-
-    def ready(server: Any, fake: Any, secret: str) -> None:
-        info = {"base_url": server.base_url, "library_id": "demo-lib", "library_secret": secret}
-        print(json.dumps(info), flush=True)
-        print(
-            f"export SMH_BASE_URL={server.base_url} SMH_LIBRARY_ID=demo-lib "
-            f"SMH_LIBRARY_SECRET={secret}",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    try:
-        await serve_forever(
-            host=args.host,
-            port=args.port,
-            spaces=args.spaces,
-            items_per_space=args.items_per_space,
-            release_delay=args.release_delay,
-            latency=args.latency,
-            ready=ready,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from smh_async.cli import build_parser, read_space_file
+from smh_async._targets import read_space_file
+from smh_async.cli import build_parser
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY, SECRET
 

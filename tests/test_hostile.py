@@ -27,7 +27,7 @@ from yarl import URL
 
 from smh_async import InvalidSpaceIdError, SMHClient, SMHSettings
 from smh_async import _protocol as proto
-from smh_async.cli import read_space_file
+from smh_async._targets import read_space_file
 from smh_async.testing import FakeServer, FakeSMH
 from tests.conftest import LIBRARY
 

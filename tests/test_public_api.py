@@ -150,3 +150,39 @@ async def test_typed_usage_runs(smh_fake: SMHFake) -> None:
     assert (summary.total, summary.accepted, summary.failed) == (6, 6, 0)
     records = await typed_usage.exercise_testing()
     assert [r.status for r in records] == [204]
+
+
+_HEAVY = ("aiohttp", "anyio", "pydantic", "structlog")
+_LIGHT_PROBE = """
+import sys
+import smh_async
+import smh_async._multiproc  # what the --processes parent runs
+from smh_async.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:  # argparse's --version
+    code = exc.code
+print(",".join(m for m in {heavy!r} if m in sys.modules) or "-", code)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["report", "REPORT"]])
+def test_light_paths_start_without_the_network_stack(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``import smh_async``, ``--version``, ``report`` and the ``--processes`` parent import
+    no aiohttp, anyio, pydantic or structlog (names load on first use), so they start fast."""
+    report = tmp_path / "r.jsonl"
+    report.write_text('{"space_id": "a", "outcome": "accepted", "attempts": 1}\n')
+    argv = [str(report) if a == "REPORT" else a for a in args]
+    probe = _LIGHT_PROBE.format(heavy=_HEAVY)
+    done = _run(sys.executable, "-c", probe, *argv)
+    assert done.stdout.splitlines()[-1] == "- 0", done.stdout + done.stderr
+    # ...and the names still resolve on first use, to the same objects as their modules'.
+    from smh_async._client import SMHClient
+
+    assert smh_async.SMHClient is SMHClient
+    assert "SMHClient" in dir(smh_async)
+    assert set(smh_async._HOME_OF) == set(smh_async.__all__) - {"__version__"}
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = smh_async.nope  # type: ignore[attr-defined]

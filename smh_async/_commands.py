@@ -1,0 +1,273 @@
+"""The commands that talk to SMH (``purge``, ``spaces``, ``fake-server``, ``demo``).
+
+Kept apart from :mod:`smh_async.cli` so that its light paths (``--help``, ``report``, the
+``--processes`` parent) start without importing aiohttp, pydantic or structlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import anyio
+import structlog
+
+from smh_async._bulk import PurgeRun
+from smh_async._cli_args import SETTING_FLAGS
+from smh_async._client import SMHClient
+from smh_async._console import ProgressLog, StatusLine, print_summary
+from smh_async._errors import SMHError
+from smh_async._logging import Redactor, configure_cli_logging
+from smh_async._progress import ProgressSnapshot
+from smh_async._report import ReportWriter, release_path, resume_set
+from smh_async._settings import SMHSettings
+from smh_async._shard import Shard
+from smh_async._targets import TargetFilter, Targets, count_targets
+from smh_async.cli import EXIT_FAILED, EXIT_OK, UsageError, exit_code, same_file
+
+__all__ = ["fake_server_command", "load_settings", "purge_command", "spaces_command"]
+
+TTY_REFRESH_S = 0.25
+
+
+def load_settings(args: argparse.Namespace) -> SMHSettings:
+    """Settings from flags (which win) over SMH_* environment and .env."""
+    overrides = {
+        field: getattr(args, flag)
+        for flag, field in SETTING_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
+    return SMHSettings(**overrides)
+
+
+def _secrets(settings: SMHSettings) -> list[str]:
+    return [s.get_secret_value() for s in (settings.access_token, settings.library_secret) if s]
+
+
+def _setup(args: argparse.Namespace, status: StatusLine | None = None) -> SMHSettings:
+    settings = load_settings(args)
+    level = args.log_level or ("warning" if status is not None else "info")
+    # StatusLine is file-like (write/flush/isatty), which is all structlog's WriteLogger uses.
+    stream = cast("TextIO | None", status)
+    configure_cli_logging(
+        fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
+    )
+    return settings
+
+
+# ---------------------------------------------------------------- purge
+
+
+def _check_args(args: argparse.Namespace) -> Shard | None:
+    sources = sum(bool(x) for x in (args.space_ids, args.spaces_file, args.all_spaces))
+    if sources != 1:
+        raise UsageError(
+            "give exactly one target: SPACE_ID arguments, --spaces-file PATH|- or --all-spaces"
+        )
+    if args.spaces_file and args.spaces_file != "-" and not Path(args.spaces_file).is_file():
+        raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
+    if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
+        raise UsageError("--max-failure-rate must be in (0, 1]")
+    for flag in ("max_spaces", "wait_release", "grace", "min_sample"):
+        value = getattr(args, flag)
+        if value is not None and value < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
+    try:
+        return Shard.parse(args.shard)
+    except ValueError as exc:
+        raise UsageError(f"--shard: {exc}") from None
+
+
+class _Reports:
+    """The run's report file and its ``--wait-release`` sibling, opened and closed together."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.path: str | None = args.report
+        same = bool(args.resume and args.report) and same_file(args.resume, args.report)
+        self.main = ReportWriter(args.report, append=same) if args.report else None
+        self.release = None
+        if args.report and args.wait_release is not None and not args.dry_run:
+            self.release = ReportWriter(release_path(args.report), append=same)
+
+    def open(self, stack: ExitStack) -> None:
+        for writer in (self.main, self.release):
+            if writer is not None:
+                stack.enter_context(writer)
+
+    def options(self) -> dict[str, Any]:
+        """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""
+        release = self.release
+        return {
+            "on_outcome": self.main.write if self.main else None,
+            "on_release": (lambda r: release.write_record(r.to_record())) if release else None,
+        }
+
+
+def _progress(
+    args: argparse.Namespace, status: StatusLine | None
+) -> tuple[Callable[[ProgressSnapshot], None] | None, float]:
+    """The progress callback and how often the engine calls it."""
+    if args.no_progress:
+        return None, 1.0
+    if status is not None:
+        return status.show, TTY_REFRESH_S
+    log = structlog.get_logger("smh_async.cli")
+    return ProgressLog(log, interval=args.progress_interval), 0.5
+
+
+async def purge_command(args: argparse.Namespace) -> int:
+    """``smh-async purge`` in one process."""
+    shard = _check_args(args)
+    tty = not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
+    status = StatusLine(sys.stderr) if tty else None
+    settings = _setup(args, status)
+    targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
+    skip = TargetFilter(shard, resume_set([args.resume]) if args.resume else None)
+    reports = _Reports(args)
+    on_progress, interval = _progress(args, status)
+    _log_plan(settings, shard)
+    async with SMHClient(settings) as client:
+        if settings.library_secret is not None and settings.access_token is None:
+            await _preflight(client)
+        run = PurgeRun(
+            client,
+            skip=skip,
+            dry_run=args.dry_run,
+            verify=args.verify,
+            wait_release=args.wait_release,
+            max_failure_rate=args.max_failure_rate,
+            min_sample=args.min_sample,
+            max_spaces=args.max_spaces,
+            grace=args.grace,
+            on_progress=on_progress,
+            progress_interval=interval,
+            **reports.options(),
+        )
+        with ExitStack() as stack:
+            reports.open(stack)
+            source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
+    if status is not None:
+        status.close()
+    summary = run.summary()
+    reasons = {"not in shard": skip.not_in_shard, "already done (resume)": skip.already_done}
+    release = str(reports.release.path) if reports.release else None
+    print_summary(summary, reports.path, skipped_reasons=reasons, release_report=release)
+    return EXIT_FAILED if source_failed and not summary.interrupted else exit_code(summary)
+
+
+async def _drive(
+    run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter, *, count: bool
+) -> bool:
+    """Run the purge with the signal watcher (and the counting pass); True if input failed."""
+    log = structlog.get_logger("smh_async.cli")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_signals, run, tg.cancel_scope)
+        if count and targets.rereadable:
+            tg.start_soon(_count, run, targets, client, skip)
+        try:
+            await run.run(targets.iterate(client))
+        except SMHError as exc:  # the listing or the file gave out: the target set is partial
+            log.error("purge.source_failed", error_code=exc.code, error=str(exc))
+            tg.cancel_scope.cancel()
+            return True
+        tg.cancel_scope.cancel()
+    return False
+
+
+async def _count(run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter) -> None:
+    def update(n: int, final: bool) -> None:
+        run.set_total(n, final=final)
+
+    try:
+        await count_targets(targets.iterate(client), skip.skips, update)
+    except SMHError as exc:  # only the display loses its total
+        structlog.get_logger("smh_async.cli").warning("purge.count_failed", error_code=exc.code)
+
+
+def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:
+    count = shard.count if shard else 1
+    structlog.get_logger("smh_async.cli").info(
+        "purge.plan",
+        shard=str(shard) if shard else None,
+        rate_per_s=settings.rate,
+        rate_all_shards_per_s=settings.rate * count if settings.rate else None,
+        concurrency=settings.concurrency,
+    )
+
+
+async def _preflight(client: SMHClient) -> None:
+    """Mint the first token before purging, so a wrong secret exits 2 with nothing sent."""
+    try:
+        await client.token_provider.get()
+    except SMHError as exc:
+        raise UsageError(f"cannot obtain an access token: {exc}") from None
+
+
+async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if run.stopping:
+                scope.cancel()  # a second signal: stop waiting for in-flight requests
+                return
+            structlog.get_logger("smh_async.cli").warning(
+                "purge.stopping", signal=signal.Signals(signum).name, grace_s=run.grace
+            )
+            run.stop(interrupted=True)
+
+
+# ---------------------------------------------------------------- other commands
+
+
+async def spaces_command(args: argparse.Namespace) -> int:
+    """``smh-async spaces``: every space id of the library, one per line."""
+    settings = _setup(args)
+    async with SMHClient(settings) as client:
+        try:
+            async for space in client.iter_spaces():
+                sys.stdout.write(space.space_id + "\n")
+        except BrokenPipeError:  # `smh-async spaces | head`: the reader has all it wants
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (silences the exit flush)
+            return EXIT_OK
+        except SMHError as exc:
+            print(
+                f"smh-async: error: {Redactor(_secrets(settings)).text(str(exc))}", file=sys.stderr
+            )
+            return EXIT_FAILED
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+async def fake_server_command(args: argparse.Namespace) -> int:
+    """``smh-async fake-server``: the emulator on loopback until interrupted."""
+    from smh_async.testing._main import serve_forever
+
+    def ready(server: Any, fake: Any, secret: str) -> None:
+        info = {"base_url": server.base_url, "library_id": "demo-lib", "library_secret": secret}
+        print(json.dumps(info), flush=True)
+        print(
+            f"export SMH_BASE_URL={server.base_url} SMH_LIBRARY_ID=demo-lib "
+            f"SMH_LIBRARY_SECRET={secret}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        await serve_forever(
+            host=args.host,
+            port=args.port,
+            spaces=args.spaces,
+            items_per_space=args.items_per_space,
+            release_delay=args.release_delay,
+            latency=args.latency,
+            ready=ready,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,7 +41,7 @@ def instructions(cmd: Sequence[str], env: dict[str, str], cpus: str | None = Non
 
 
 def per_request(
-    contenders: dict[str, tuple[Command, dict[str, str]]],
+    contenders: Mapping[str, tuple[Command, dict[str, str]]],
     small: Path,
     big: Path,
     n: int,

@@ -220,12 +220,18 @@ def _instructions_table(r: Results) -> list[str]:
 
 
 def _multi_table(r: Results) -> list[str]:
-    lines = ["| contender | req/s (median) | runs |", "|---|---:|---|"]
-    for name in r.names("multi"):
-        runs = r.runs["multi", name, 256]
-        rates = [m.requests / m.wall_s for m in runs]
-        shown = " / ".join(f"{x:,.0f}" for x in sorted(rates))
-        lines.append(f"| {name} | {statistics.median(rates):,.0f} | {shown} |")
+    lines = [
+        "| contender | req/s (median) | x bare (paired) | runs |",
+        "|---|---:|---:|---|",
+    ]
+    names = r.names("multi")
+    rates = {n: [m.requests / m.wall_s for m in r.runs["multi", n, 256]] for n in names}
+    base = rates[names[0]] if names else []
+    for name in names:
+        pairs = [a / b for a, b in zip(rates[name], base, strict=False) if b]
+        paired = f"{statistics.median(pairs):.2f}" if pairs else "n/a"
+        shown = " / ".join(f"{x:,.0f}" for x in sorted(rates[name]))
+        lines.append(f"| {name} | {statistics.median(rates[name]):,.0f} | {paired} | {shown} |")
     return lines
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import TextIO
 
 import anyio
 import structlog
@@ -31,7 +31,7 @@ from benchmarks.contenders._common import (
 from smh_async import ReportWriter, SMHClient, SMHSettings
 
 
-def configure_logging(log: IO[str], level: int = logging.INFO) -> None:
+def configure_logging(log: TextIO, level: int = logging.INFO) -> None:
     """A typical host structlog set-up: JSON lines with level and UTC timestamp."""
     structlog.configure(
         processors=[

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from smh_async._clock import utc_now_us
 from smh_async._errors import scrub
 
 __all__ = ["LOGGER_NAME", "Redactor", "configure_cli_logging", "library_logger"]
@@ -151,6 +152,15 @@ def _render_json(event: MutableMapping[str, Any], **_options: Any) -> str:
     return _JSON.encode(event)
 
 
+def add_timestamp(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``timestamp`` exactly as ``TimeStamper(fmt="iso", utc=True)`` writes it, in a third
+    of the time (:mod:`smh_async._clock`)."""
+    event["timestamp"] = utc_now_us()
+    return event
+
+
 def _level_number(level: str) -> int:
     number = logging.getLevelName(level.upper())
     if not isinstance(number, int):
@@ -181,10 +191,11 @@ def configure_cli_logging(
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redactor,
+            # Added after redaction: a level name and our own clock hold no secrets.
+            structlog.processors.add_log_level,
+            add_timestamp,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),

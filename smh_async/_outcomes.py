@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from smh_async._clock import utc_now_ms as utc_now
 from smh_async._errors import SMHError
 from smh_async._models import EmptyBinResult, Outcome, PurgeOutcome
 from smh_async._progress import LatencyHistogram
@@ -119,17 +120,3 @@ def interrupted(space_id: str, started: float) -> PurgeOutcome:
 def elapsed_ms(started: float) -> float:
     """Milliseconds since ``started`` (a ``time.monotonic()`` reading)."""
     return (time.monotonic() - started) * 1000.0
-
-
-def utc_now() -> str:
-    """UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ``; the seconds part is formatted once per second."""
-    global _now_second, _now_prefix
-    now = time.time()
-    second = int(now)
-    if second != _now_second:
-        _now_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _now_second = second
-    return f"{_now_prefix}.{int((now - second) * 1000):03d}Z"
-
-
-_now_second, _now_prefix = -1, ""

@@ -1,13 +1,15 @@
 """The per-space fast paths give exactly what the general code they short-cut would give.
 
 Each hot path (report row text, the CLI's redaction check, the CLI's JSON renderer, the
-space-id check) has a cheaper special case for the common input; these properties pin the
-special case to the general one for any input.
+space-id check, the timestamps) has a cheaper special case for the common input; these
+properties pin the special case to the general one for any input.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +19,8 @@ from hypothesis import strategies as st
 
 from smh_async import InvalidSpaceIdError, Outcome, PurgeOutcome
 from smh_async import _protocol as proto
-from smh_async._logging import Redactor, _render_json
+from smh_async._clock import utc_iso
+from smh_async._logging import Redactor, _render_json, add_timestamp
 from smh_async._report import _ENCODER, encode_outcome
 
 TEXT = st.text(max_size=40)
@@ -99,3 +102,25 @@ def test_space_id_check_accepts_exactly_the_safe_segments(value: str) -> None:
     else:
         with pytest.raises(InvalidSpaceIdError):
             proto.check_path_segment(value)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@given(st.integers(0, 253_402_300_799 * 10**9))  # 1970 to the end of datetime's year 9999
+def test_cached_utc_timestamps_equal_datetime_formatting(ns: int) -> None:
+    """``utc_iso`` (date and time formatted once per second) equals datetime's own text."""
+    exact = EPOCH + timedelta(microseconds=ns // 1000)
+    micro = exact.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    assert utc_iso(ns, 6) == micro
+    assert utc_iso(ns, 3) == micro[:-4] + "Z"
+
+
+def test_cli_timestamp_has_structlogs_iso_utc_form() -> None:
+    """The CLI's ``timestamp`` has TimeStamper(fmt="iso", utc=True)'s exact shape and clock."""
+    ours = add_timestamp(None, "info", {})["timestamp"]
+    theirs = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+    shape = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+    assert shape.match(ours) and shape.match(theirs), (ours, theirs)
+    gap = datetime.fromisoformat(theirs[:-1]) - datetime.fromisoformat(ours[:-1])
+    assert timedelta(0) <= gap < timedelta(seconds=1)

@@ -81,6 +81,11 @@ def _run_flags(purge: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--resume", help="skip spaces already accepted in this report (may equal --report)"
     )
+    run.add_argument(
+        "--summary-json",
+        metavar="PATH",
+        help="also write the end-of-run summary to PATH as one JSON object (for monitoring)",
+    )
     run.add_argument("--dry-run", action="store_true", help="list bin sizes, send no DELETE")
     run.add_argument("--verify", action="store_true", help="after each 204, check the bin is empty")
     run.add_argument(

@@ -6,24 +6,34 @@ stable hash of :mod:`smh_async._shard`, never Python's salted ``hash()``), so th
 read the same input and split it exactly, with no coordinator. Each writes its own report
 part; the parent merges the parts into one report (last row per space wins) and prints one
 summary. Children's logs go to the parent's stderr, one JSON object per line.
+
+Each child also writes its totals (``--summary-json``). When every child finished and left
+them, the parent copies the parts byte for byte and adds the totals up instead of parsing
+every row again (30,000 rows: 0.12 s, on the critical path of the run); otherwise (a
+child killed, a resume into the same report, ``--wait-release`` files) it reads the rows.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
     release_path,
     summarize_reports,
+    write_summary_json,
 )
 
 __all__ = ["child_argv", "exit_code_of", "run_processes"]
@@ -47,9 +57,18 @@ def _drop_option(argv: Sequence[str], name: str) -> list[str]:
 
 
 def child_argv(argv: Sequence[str], index: int, count: int, report: Path) -> list[str]:
-    """The command line of child ``index``: same run, its shard, its own report part."""
-    args = _drop_option(_drop_option(_drop_option(argv, "--processes"), "--report"), "--shard")
-    return [*args, "--shard", f"{index}/{count}", "--report", str(report)]
+    """The command line of child ``index``: same run, its shard, its own report part and
+    totals file (:func:`totals_path`)."""
+    args = list(argv)
+    for name in ("--processes", "--report", "--shard", "--summary-json"):
+        args = _drop_option(args, name)
+    shard = ["--shard", f"{index}/{count}", "--report", str(report)]
+    return [*args, *shard, "--summary-json", str(totals_path(report))]
+
+
+def totals_path(part: Path) -> Path:
+    """Where the child writing report part ``part`` leaves its summary."""
+    return part.with_name(part.name + ".summary.json")
 
 
 def exit_code_of(codes: Sequence[int]) -> int:
@@ -88,7 +107,12 @@ def _wait_all(children: Sequence[subprocess.Popen[bytes]]) -> list[int]:
 
 
 def run_processes(
-    argv: Sequence[str], count: int, report: str | None, *, append: bool = False
+    argv: Sequence[str],
+    count: int,
+    report: str | None,
+    *,
+    append: bool = False,
+    summary_json: str | None = None,
 ) -> int:
     """Run ``purge`` ``argv`` as ``count`` shard processes; merge reports; print a summary.
 
@@ -105,27 +129,73 @@ def run_processes(
         codes = _wait_all(children)
         present = [p for p in parts if p.exists()]
         earlier = [target] if append and target is not None and target.exists() else []
-        summary = _merge(earlier, present, target)
+        totals = _children_totals(parts) if not earlier and present == parts else None
+        summary = _merge(earlier, present, target, totals)
         _merge_release_files(present, target, append=bool(earlier))
         for part in present:
             part.unlink()
-    _print_summary(summary, time.monotonic() - started, count, report)
-    return exit_code_of(codes)
+        for path in map(totals_path, parts):
+            path.unlink(missing_ok=True)
+    elapsed = time.monotonic() - started
+    code = exit_code_of(codes)
+    _print_summary(summary, elapsed, count, report)
+    if summary_json:
+        write_summary_json(summary_json, _summary_dict(summary, elapsed, count, report, code))
+    return code
 
 
-def _merge(earlier: Sequence[Path], parts: Sequence[Path], target: Path | None) -> ReportSummary:
+def _children_totals(parts: Sequence[Path]) -> list[dict[str, Any]] | None:
+    """Every child's ``--summary-json``, or None if one is missing or unreadable, or if any
+    wrote release files (those rows are counted by reading them)."""
+    if any(release_path(p).is_file() for p in parts):
+        return None
+    try:
+        return [json.loads(totals_path(p).read_text(encoding="utf-8")) for p in parts]
+    except (OSError, ValueError):
+        return None
+
+
+def _merge(
+    earlier: Sequence[Path],
+    parts: Sequence[Path],
+    target: Path | None,
+    totals: Sequence[dict[str, Any]] | None,
+) -> ReportSummary:
     """Merge into a temporary file first: ``target`` may be one of the inputs.
 
     The children's parts are disjoint shards with one row per space, so on their own they
-    are concatenated in one pass; after an earlier report (a resume) a space may have rows
-    in both, and the last-row-wins merge decides.
+    are concatenated: byte for byte when the children's ``totals`` count them, otherwise in
+    one reading pass; after an earlier report (a resume) a space may have rows in both, and
+    the last-row-wins merge decides.
     """
+    if totals is not None:
+        if target is not None:
+            merging = target.with_name(target.name + ".merging")
+            with merging.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as source:
+                        shutil.copyfileobj(source, out)
+            os.replace(merging, target)
+        return _summary_from_totals(totals, len(parts))
     merge = summarize_reports if earlier else concatenate_reports
     if target is None:
         return merge(parts)
     merging = target.with_name(target.name + ".merging")
     summary = merge([*earlier, *parts], output=merging)
     os.replace(merging, target)
+    return summary
+
+
+def _summary_from_totals(totals: Sequence[dict[str, Any]], files: int) -> ReportSummary:
+    """What reading the parts would count, from the children's own totals (one row each)."""
+    summary = ReportSummary(files=files)
+    for child in totals:
+        summary.rows += int(child["total"])
+        for outcome in ("accepted", "failed", "skipped", "dry_run"):
+            if child[outcome]:
+                summary.by_outcome[outcome] += int(child[outcome])
+        summary.by_error_code.update(Counter(child["by_error_code"]))
+    summary.spaces = summary.rows
     return summary
 
 
@@ -138,6 +208,25 @@ def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: 
                 out.write(path.read_text(encoding="utf-8"))
     for path in found:
         path.unlink()
+
+
+def _summary_dict(
+    summary: ReportSummary, elapsed: float, count: int, report: str | None, code: int
+) -> dict[str, Any]:
+    """The parent's ``--summary-json``: the merged counts (per-space latency stays in the
+    children's log events and the report)."""
+    outcomes = summary.by_outcome
+    return {
+        "total": summary.spaces,
+        **{k: outcomes.get(k, 0) for k in ("accepted", "failed", "skipped", "dry_run")},
+        "by_error_code": dict(summary.by_error_code),
+        "release": dict(summary.release),
+        "elapsed_s": round(elapsed, 3),
+        "rate_per_s": round(summary.spaces / elapsed, 1) if elapsed > 0 else 0.0,
+        "processes": count,
+        "report": report,
+        "exit_code": code,
+    }
 
 
 def _print_summary(summary: ReportSummary, elapsed: float, count: int, report: str | None) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "release_path",
     "resume_set",
     "summarize_reports",
+    "write_summary_json",
 ]
 
 StrPath = str | os.PathLike[str]
@@ -234,6 +235,14 @@ def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None)
                 if copy is not None:
                     copy.write(raw if raw.endswith(b"\n") else raw + b"\n")
     return summary
+
+
+def write_summary_json(path: StrPath, summary: dict[str, Any]) -> None:
+    """``purge --summary-json``: the summary as one JSON object, replaced atomically."""
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(partial, target)
 
 
 def _final_key(row: dict[str, Any]) -> str:

@@ -72,7 +72,9 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     if args.spaces_file == "-" or args.shard:
         raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
-    return run_processes(argv, args.processes, args.report, append=append)
+    return run_processes(
+        argv, args.processes, args.report, append=append, summary_json=args.summary_json
+    )
 
 
 def same_file(a: str, b: str) -> bool:

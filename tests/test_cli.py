@@ -242,3 +242,17 @@ async def test_demo_runs_the_production_path_end_to_end() -> None:
     assert "purge: 150 accepted, 0 failed" in out
     assert "items still in the bins (dry-run listing of all 150): 0" in out
     assert "space released" in out and out.rstrip().endswith("demo OK")
+
+
+def test_purge_gc_tuning_is_scoped_to_the_run() -> None:
+    """The purge command's GC settings (threshold 10,000, start-up frozen) are undone after."""
+    import gc
+
+    from smh_async._commands import _tuned_gc
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with _tuned_gc():
+        assert gc.get_threshold()[0] == 10_000
+        assert gc.get_freeze_count() > frozen
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen

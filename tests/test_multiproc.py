@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from collections import Counter
@@ -10,9 +11,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from smh_async import read_report
-from smh_async._multiproc import child_argv, exit_code_of
-from smh_async.testing import FakeServer, FakeSMH
+from smh_async import read_report, summarize_reports
+from smh_async._multiproc import (
+    _children_totals,
+    _merge,
+    child_argv,
+    exit_code_of,
+    totals_path,
+)
+from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY
 from tests.test_operator_cli import _env, deletes, purge
 
@@ -20,8 +27,10 @@ pytestmark = pytest.mark.anyio
 
 
 def test_child_argv_replaces_processes_report_and_shard() -> None:
-    """Each child gets the same run with its own shard and report part, never --processes."""
+    """Each child gets the same run with its own shard, report part and totals file, never
+    --processes or the parent's --summary-json."""
     argv = ["purge", "--processes", "3", "--report=r.jsonl", "--concurrency", "8", "a", "b"]
+    argv += ["--summary-json", "s.json"]
     child = child_argv(argv, 1, 3, Path("r.jsonl.part1of3"))
     assert child == [
         "purge",
@@ -33,6 +42,8 @@ def test_child_argv_replaces_processes_report_and_shard() -> None:
         "1/3",
         "--report",
         "r.jsonl.part1of3",
+        "--summary-json",
+        "r.jsonl.part1of3.summary.json",
     ]
 
 
@@ -129,3 +140,78 @@ async def test_sigterm_reaches_every_child_once_and_resume_finishes(
     proc = await purge(server, *args[3:])
     assert proc.returncode == 0, proc.stderr
     assert Counter(deletes(fake)) == Counter(ids)
+
+
+async def test_processes_summary_from_children_totals_equals_reading_the_rows(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """With failures in some shards, the parent's counts (from the children's totals, rows
+    copied unread) equal those of reading the merged report; --summary-json holds them."""
+    ids = fake.add_spaces(LIBRARY, count=120, items_per_space=1, item_size=10)
+    for space in ids[::7]:
+        fake.add_fault(Fault("status", status=404, code="SpaceNotFound", space_id=space))
+    fake.add_fault(Fault("status", status=400, code="InvalidArgument", space_id=ids[1]))
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(ids) + "\n")
+    report, totals = tmp_path / "r.jsonl", tmp_path / "summary.json"
+    proc = await purge(
+        server,
+        *("--processes", "3", "--spaces-file", str(spaces), "--report", str(report)),
+        *("--summary-json", str(totals), "--max-attempts", "1"),
+    )
+    assert proc.returncode == 1, proc.stderr
+    read = summarize_reports([report])
+    failed = len(ids[::7]) + 1
+    assert read.by_outcome == Counter(accepted=len(ids) - failed, failed=failed)
+    assert read.by_error_code == Counter(SpaceNotFound=failed - 1, InvalidArgument=1)
+    data = json.loads(totals.read_text())
+    assert (data["total"], data["accepted"], data["failed"]) == (
+        len(ids),
+        len(ids) - failed,
+        failed,
+    )
+    assert data["by_error_code"] == dict(read.by_error_code)
+    assert (data["processes"], data["exit_code"], data["report"]) == (3, 1, str(report))
+    shown = f"spaces: {len(ids)}  accepted: {len(ids) - failed}  failed: {failed}"
+    assert shown.encode() in proc.stdout
+    assert b"failures by code: InvalidArgument=1, SpaceNotFound=%d" % (failed - 1) in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.txt", "r.jsonl", "summary.json"]
+
+
+async def test_single_process_summary_json(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--summary-json in one process: the printed summary's figures, plus exit code and report."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    totals = tmp_path / "s.json"
+    proc = await purge(server, *ids, ids[0], "--summary-json", str(totals))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(totals.read_text())
+    assert (data["total"], data["accepted"], data["duplicates"], data["exit_code"]) == (
+        20,
+        20,
+        1,
+        0,
+    )
+    assert data["report"] is None and set(data["latency_ms"]) >= {"p50", "p95", "max"}
+
+
+async def test_merge_from_totals_equals_merge_by_reading(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """Two real shard runs: counting from their totals gives the same summary and the same
+    merged bytes as reading every row (the fallback), and is the path taken when possible."""
+    ids = fake.add_spaces(LIBRARY, count=60, items_per_space=1, item_size=10)
+    fake.add_fault(Fault("status", status=404, code="SpaceNotFound", space_id=ids[3]))
+    parts = [tmp_path / f"r.part{i}of2" for i in range(2)]
+    for i, part in enumerate(parts):
+        args = child_argv(["purge", *ids, "--max-attempts", "1"], i, 2, part)
+        await purge(server, *args[1:])
+    totals = _children_totals(parts)
+    assert totals is not None
+    fast = _merge([], parts, tmp_path / "fast.jsonl", totals)
+    slow = _merge([], parts, tmp_path / "slow.jsonl", None)
+    assert fast == slow and fast.by_outcome == Counter(accepted=59, failed=1)
+    assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "slow.jsonl").read_bytes()
+    totals_path(parts[1]).unlink()  # a child that left no totals: the rows are read
+    assert _children_totals(parts) is None

@@ -47,6 +47,8 @@ OutcomeCallback = Callable[[PurgeOutcome], Awaitable[None] | None]
 ProgressCallback = Callable[[ProgressSnapshot], Awaitable[None] | None]
 Job = tuple[str, int | None]  # space id, size before the DELETE (with wait_release)
 USAGE_BATCH = 100
+# The producer yields after this many ids read without waiting (see _produce).
+IDS_PER_CHECKPOINT = 1024
 # Auth failures that a fresh token did not cure apply to every space: stop at once.
 FATAL_AUTH_CODES = frozenset(
     {"InvalidAccessToken", "NoPermission", "AccessTokenNotMatchLibrary", "WrongLibraryIdOrSecret"}
@@ -233,19 +235,27 @@ class PurgeRun:
         batch_size = USAGE_BATCH if self.release is not None else 1
         batch: list[str] = []
         admitted = 0
+        unyielded = 0  # ids read since the producer last waited for room in the queue
         async with send:
             with self._producer_scope:
-                async for space_id in aiter_ids(source):
-                    if not self._admit(space_id):
-                        continue
-                    if self.max_spaces is not None and admitted >= self.max_spaces:
-                        self.aborted = self.aborted or "max_spaces"
-                        break
-                    admitted += 1
-                    batch.append(space_id)
-                    if len(batch) >= batch_size:
-                        await self._dispatch(batch, send)
-                        batch = []
+                ids = source if hasattr(source, "__aiter__") else aiter_ids(source)
+                async for space_id in ids:
+                    unyielded += 1
+                    if self._admit(space_id):
+                        if self.max_spaces is not None and admitted >= self.max_spaces:
+                            self.aborted = self.aborted or "max_spaces"
+                            break
+                        admitted += 1
+                        batch.append(space_id)
+                        if len(batch) >= batch_size and await self._dispatch(batch, send):
+                            unyielded = 0
+                        if len(batch) >= batch_size:
+                            batch = []
+                    # A full queue makes the producer wait, which lets the workers run; a
+                    # long run of skipped ids (a resume, a shard) must yield by itself.
+                    if unyielded >= IDS_PER_CHECKPOINT:
+                        unyielded = 0
+                        await anyio.lowlevel.checkpoint()
                 await self._dispatch(batch, send)
                 self._source_done = True
 
@@ -258,9 +268,13 @@ class PurgeRun:
             return False
         return True
 
-    async def _dispatch(self, batch: list[str], send: MemoryObjectSendStream[Job]) -> None:
-        """Send a batch to the workers, after one batched size snapshot if release is watched."""
-        sizes = await snapshot_sizes(self.client, batch) if self.release and batch else {}
+    async def _dispatch(self, batch: list[str], send: MemoryObjectSendStream[Job]) -> bool:
+        """Send a batch to the workers, after one batched size snapshot if release is watched.
+
+        True if it had to wait (for room in the queue or for the snapshot).
+        """
+        waited = bool(self.release and batch)
+        sizes = await snapshot_sizes(self.client, batch) if waited else {}
         for space_id in batch:
             self.launched += 1
             job = (space_id, sizes.get(space_id))
@@ -268,6 +282,8 @@ class PurgeRun:
                 send.send_nowait(job)  # no checkpoint per id while there is room: see _next_job
             except anyio.WouldBlock:
                 await send.send(job)
+                waited = True
+        return waited
 
     async def _work(self, receive: MemoryObjectReceiveStream[Job]) -> None:
         async with receive:

@@ -77,33 +77,31 @@ class Targets:
             for space_id in self.ids:
                 yield space_id
             return
+        # One async layer over the line reader, not one per helper: each costs every id.
         if self.file == "-":
-            async for space_id in _lines(sys.stdin.buffer):
+            for space_id in read_space_file(sys.stdin.buffer):
                 yield space_id
             return
         with Path(self.file).open("rb") as f:  # noqa: ASYNC230 (a local file, read lazily)
-            async for space_id in _lines(f):
+            for space_id in read_space_file(f):
                 yield space_id
 
 
 async def aiter_ids(source: SpaceSource) -> AsyncIterator[str]:
     """Any iterable or async iterable of ids as an async iterator.
 
-    A sync source yields to the event loop every 256 ids, so a long file read cannot starve
-    network I/O.
+    It never yields to the event loop by itself: a consumer that may take many ids without
+    awaiting anything checkpoints on its own (the purge engine after a run of skipped ids,
+    :func:`count_targets` every 256). A checkpoint every 256 ids here made the engine's
+    producer yield in the middle of refilling the workers' queue whenever ids were skipped
+    (a shard, a resume), and the workers then waited for ids on almost every job.
     """
     if hasattr(source, "__aiter__"):
         async for item in source:
             yield item
     else:
-        for n, item in enumerate(source):
+        for item in source:
             yield item
-            if n % 256 == 255:
-                await anyio.lowlevel.checkpoint()
-
-
-def _lines(stream: IO[bytes]) -> AsyncIterator[str]:
-    return aiter_ids(read_space_file(stream))
 
 
 class TargetFilter:
@@ -150,6 +148,8 @@ async def count_targets(
             count += 1
         if n % every == every - 1:
             on_count(count, False)
+        if n % 256 == 255:  # a local file is read without awaiting: let the purge run
+            await anyio.lowlevel.checkpoint()
     on_count(count, True)
     return count
 

@@ -10,7 +10,7 @@ import anyio
 import pytest
 import structlog
 
-from smh_async import Outcome, PurgeOutcome, SMHClient
+from smh_async import Outcome, PurgeOutcome, PurgeRun, SMHClient
 from smh_async._dedupe import FingerprintSet
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY, make_settings
@@ -195,3 +195,28 @@ def test_fingerprint_set_agrees_with_a_python_set(
     assert len(seen) == len(reference)
     assert all(space_id in seen for space_id in reference)
     assert not any(f"other{i}" in seen for i in range(5_000))
+
+
+async def test_a_long_run_of_skipped_ids_still_lets_the_event_loop_run(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """200,000 ids from a plain list, all but the last skipped: the producer yields on its own
+    (every 1,024 ids read without waiting), so other tasks keep running meanwhile."""
+    (last,) = fake.add_spaces(LIBRARY, count=1, items_per_space=1)
+    ids = [f"skip-{n}" for n in range(200_000)] + [last]
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0)
+
+    async with SMHClient(make_settings(server)) as smh, anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        run = PurgeRun(smh, skip=lambda space: space != last)
+        summary = await run.run(ids)
+        tg.cancel_scope.cancel()
+    assert (summary.total, summary.accepted) == (1, 1)
+    assert run.filtered == 200_000
+    assert ticks >= 200_000 // 1024 // 2, ticks

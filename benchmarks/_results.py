@@ -187,7 +187,7 @@ def render(r: Results) -> str:
         "",
         "## Multi-process (c=256 per process, requests/s over the whole process lifetime)",
         "",
-        *_multi_table(r),
+        *multi_table(r),
         "",
         "## Peak RSS streaming N space ids from a file (c=256, MB, VmHWM of the child)",
         "",
@@ -219,7 +219,8 @@ def _instructions_table(r: Results) -> list[str]:
     return lines
 
 
-def _multi_table(r: Results) -> list[str]:
+def multi_table(r: Results) -> list[str]:
+    """The multi-process table: req/s over each whole run and the paired ratio to bare."""
     lines = [
         "| contender | req/s (median) | x bare (paired) | runs |",
         "|---|---:|---:|---|",

@@ -130,11 +130,13 @@ def memory(base_url: str, scratch: Path, results: Results) -> None:
         log(f"memory {size:,} done")
 
 
-def multi_process(base_url: str, scratch: Path, results: Results) -> None:
+def multi_process(
+    base_url: str, scratch: Path, results: Results, reps: int = max(3, REPS // 2)
+) -> None:
     """``purge --processes 2`` (both cores, shared with nginx) vs one bare aiohttp process."""
     ids = write_ids(scratch / "ids-multi.txt", MULTI_REQUESTS)
     t = c.Target(base_url, ids, 256, scratch)
-    for _ in range(max(3, REPS // 2)):
+    for _ in range(reps):
         bare = measure(c.script("bare_workers", t), env={"BENCH_OUT_DIR": str(scratch)})
         results.add("multi", "bare aiohttp workers (1 process)", 256, bare)
         multi = measure(c.cli(t, "--processes", str(MULTI_PROCESSES)), env=c.CLI_ENV, cpus="0,1")

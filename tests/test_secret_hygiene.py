@@ -28,6 +28,7 @@ pytestmark = pytest.mark.anyio
 TOKEN = "acctk-Hygiene-Token-5Vq9"  # what the echo server mints
 NEEDLES = (SECRET.encode(), TOKEN.encode())
 REPORT = "report.jsonl"
+SUMMARY = "summary.json"
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -38,13 +39,16 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """Run the CLI; return its exit code and every byte of stdout, stderr and the report."""
-    Path(REPORT).unlink(missing_ok=True)
+    """Run the CLI; return its exit code and every byte of stdout, stderr, the report and
+    the ``--summary-json`` file."""
+    files = [Path(REPORT), Path(SUMMARY)]
+    for path in files:
+        path.unlink(missing_ok=True)
     proc = await anyio.run_process(
         [sys.executable, "-m", "smh_async", *args], env=env or cli_env(), check=False
     )
-    report = Path(REPORT).read_bytes() if Path(REPORT).exists() else b""
-    return proc.returncode, proc.stdout + proc.stderr + report
+    written = b"".join(p.read_bytes() for p in files if p.exists())
+    return proc.returncode, proc.stdout + proc.stderr + written
 
 
 def assert_clean(blob: bytes, *extra: str) -> None:
@@ -93,8 +97,10 @@ async def test_every_error_class_leaks_nothing(
         "purge", "--base-url", server.base_url, "--library-id", LIBRARY, *cred, *ids,
         "--report", REPORT, "--log-format", log_format, "--log-level", "debug",
         "--max-attempts", "2", "--timeout", "0.3", "--concurrency", "1",
+        "--summary-json", SUMMARY,
     )  # fmt: skip
     assert code == 3  # NoPermission: the auth guard stopped the run after the last space
+    assert b'"by_error_code"' in out  # the summary file was written and is checked too
     for expected in codes:
         assert expected.encode() in out, expected
     assert_clean(out, token)
@@ -152,9 +158,10 @@ async def test_server_echoing_the_url_leaks_nothing(
     code, out = await run_cli(
         "purge", "--base-url", echo_server, "--library-id", LIBRARY, *cred, *ECHO_SPACES,
         "--report", REPORT, "--log-format", log_format, "--log-level", "debug",
-        "--max-attempts", "2",
+        "--max-attempts", "2", "--summary-json", SUMMARY,
     )  # fmt: skip
     assert code == 1 and b"cannot serve" in out and b"access_token=[REDACTED]" in out
+    assert b'"by_error_code"' in out
     assert_clean(out)
 
 

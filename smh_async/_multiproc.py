@@ -125,6 +125,10 @@ def run_processes(
         base = target.parent if target else Path(scratch)
         name = target.name if target else "report.jsonl"
         parts = [base / f"{name}.part{i}of{count}" for i in range(count)]
+        # Leftovers of an earlier run killed before its merge must not be merged (or counted)
+        # now, should a child of this run fail before writing its own.
+        for leftover in (*parts, *map(totals_path, parts), *map(release_path, parts)):
+            leftover.unlink(missing_ok=True)
         children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
         codes = _wait_all(children)
         present = [p for p in parts if p.exists()]

@@ -215,3 +215,25 @@ async def test_merge_from_totals_equals_merge_by_reading(
     assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "slow.jsonl").read_bytes()
     totals_path(parts[1]).unlink()  # a child that left no totals: the rows are read
     assert _children_totals(parts) is None
+
+
+async def test_leftovers_of_a_killed_run_are_not_merged(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """Part and totals files left by an earlier parent killed before its merge are removed
+    before the children start: a child that then fails early adds nothing stale."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    stale_part = tmp_path / "r.jsonl.part1of2"
+    stale_part.write_text('{"space_id": "ghost", "outcome": "accepted", "attempts": 1}\n')
+    totals_path(stale_part).write_text(
+        '{"total": 1, "accepted": 1, "failed": 0, "skipped": 0, "dry_run": 0, "by_error_code": {}}'
+    )
+    # Both children fail before sending anything (their settings are invalid: exit 2).
+    proc = await purge(
+        server, "--processes", "2", "--report", str(report), *ids, SMH_CONCURRENCY="0"
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert b"ghost" not in (report.read_bytes() if report.exists() else b"")
+    assert b"spaces: 0" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["r.jsonl"])

@@ -31,7 +31,14 @@ from smh_async._report import ReportWriter, release_path, resume_set, write_summ
 from smh_async._settings import SMHSettings
 from smh_async._shard import Shard
 from smh_async._targets import TargetFilter, Targets, count_targets
-from smh_async.cli import EXIT_FAILED, EXIT_OK, UsageError, exit_code, same_file
+from smh_async.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    ensure_parent,
+    exit_code,
+    same_file,
+)
 
 __all__ = ["fake_server_command", "load_settings", "purge_command", "spaces_command"]
 
@@ -80,6 +87,7 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         value = getattr(args, flag)
         if value is not None and value < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
+    ensure_parent(args.summary_json, "--summary-json")
     try:
         return Shard.parse(args.shard)
     except ValueError as exc:
@@ -100,7 +108,10 @@ class _Reports:
     def open(self, stack: ExitStack) -> None:
         for writer in (self.main, self.release):
             if writer is not None:
-                stack.enter_context(writer)
+                try:
+                    stack.enter_context(writer)
+                except OSError as exc:
+                    raise UsageError(f"--report: cannot write {writer.path}: {exc}") from None
 
     def options(self) -> dict[str, Any]:
         """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""
@@ -155,8 +166,10 @@ async def purge_command(args: argparse.Namespace) -> int:
     skip = TargetFilter(shard, resume_set([args.resume]) if args.resume else None)
     reports = _Reports(args)
     _log_plan(settings, shard)
-    with _tuned_gc():
-        return await _run_purge(args, settings, targets, skip, reports, status)
+    with ExitStack() as stack:
+        reports.open(stack)  # before anything is sent: an unwritable path is a usage error
+        with _tuned_gc():
+            return await _run_purge(args, settings, targets, skip, reports, status)
 
 
 async def _run_purge(
@@ -185,9 +198,7 @@ async def _run_purge(
             progress_interval=interval,
             **reports.options(),
         )
-        with ExitStack() as stack:
-            reports.open(stack)
-            source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
+        source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
     if status is not None:
         status.close()
     summary = run.summary()
@@ -197,7 +208,10 @@ async def _run_purge(
     code = EXIT_FAILED if source_failed and not summary.interrupted else exit_code(summary)
     if args.summary_json:
         extra = {"report": reports.path, "exit_code": code, "skipped_reasons": reasons}
-        write_summary_json(args.summary_json, {**summary.to_dict(), **extra})
+        try:
+            write_summary_json(args.summary_json, {**summary.to_dict(), **extra})
+        except OSError as exc:  # checked at the start; the disk may have filled since
+            print(f"smh-async: error: cannot write --summary-json: {exc}", file=sys.stderr)
     return code
 
 

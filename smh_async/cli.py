@@ -71,10 +71,22 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--processes must be between 1 and 256")
     if args.spaces_file == "-" or args.shard:
         raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
+    ensure_parent(args.report, "--report")
+    ensure_parent(args.summary_json, "--summary-json")
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
     return run_processes(
         argv, args.processes, args.report, append=append, summary_json=args.summary_json
     )
+
+
+def ensure_parent(path: str | None, flag: str) -> None:
+    """Create ``path``'s directory now, so an impossible output path fails before anything
+    is sent (as a usage error), not after the run."""
+    if path:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{flag}: cannot create the directory of {path}: {exc}") from None
 
 
 def same_file(a: str, b: str) -> bool:

@@ -249,3 +249,18 @@ async def test_second_sigint_cancels_in_flight_and_still_reports(
     rows = list(read_report(report))
     assert [r["error_code"] for r in rows].count("Interrupted") == 4
     assert b"INTERRUPTED" in stdout and b"Interrupted=4" in stdout
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize("flag", ["--report", "--summary-json"])
+async def test_unwritable_output_paths_are_usage_errors_before_any_request(
+    fake: FakeSMH, server: FakeServer, flag: str, processes: str
+) -> None:
+    """--report or --summary-json under a directory that cannot exist: exit 2, one clear
+    line naming the flag, no traceback, and not a single request reaches the server."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    proc = await purge(server, *ids, flag, "/proc/nope/out.json", "--processes", processes)
+    assert proc.returncode == 2, proc.stderr
+    assert f"smh-async: error: {flag}: cannot".encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert fake.requests == []

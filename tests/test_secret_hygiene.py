@@ -211,7 +211,7 @@ async def test_crash_paths_leak_nothing(fake: FakeSMH, server: FakeServer) -> No
     env = cli_env(SMH_LIBRARY_SECRET=SECRET, SMH_ACCESS_TOKEN=TOKEN)
     runs = [
         (1, [*base, "--base-url", "http://127.0.0.1:9", "--max-attempts", "1", sid]),
-        (None, [*base, "--base-url", server.base_url, "--report", "/proc/nope/r.jsonl", sid]),
+        (2, [*base, "--base-url", server.base_url, "--report", "/proc/nope/r.jsonl", sid]),
         (2, [*base, "--base-url", server.base_url, "--access-token", "", sid]),
         (2, [*base, "--base-url", f"http://127.0.0.1:1/?access_token={TOKEN}", sid]),
     ]

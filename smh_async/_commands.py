@@ -24,6 +24,7 @@ from smh_async._bulk import PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
 from smh_async._client import SMHClient
 from smh_async._console import ProgressLog, StatusLine, print_summary
+from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._progress import ProgressSnapshot
@@ -87,6 +88,7 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         value = getattr(args, flag)
         if value is not None and value < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
+    ensure_parent(args.report, "--report")
     ensure_parent(args.summary_json, "--summary-json")
     try:
         return Shard.parse(args.shard)
@@ -134,6 +136,14 @@ def _progress(
     return ProgressLog(log, interval=args.progress_interval), 0.5
 
 
+def _resume_set(path: str) -> FingerprintSet:
+    """``--resume``: a missing file resumes nothing; an unreadable one is a usage error."""
+    try:
+        return resume_set([path])
+    except OSError as exc:
+        raise UsageError(f"--resume: cannot read {path}: {exc}") from None
+
+
 @contextmanager
 def _tuned_gc() -> Iterator[None]:
     """Fewer cyclic-GC passes while purging: -6% CPU per space (benchmarks/RESULTS.md).
@@ -163,13 +173,11 @@ async def purge_command(args: argparse.Namespace) -> int:
     status = StatusLine(sys.stderr) if tty else None
     settings = _setup(args, status)
     targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
-    skip = TargetFilter(shard, resume_set([args.resume]) if args.resume else None)
+    skip = TargetFilter(shard, _resume_set(args.resume) if args.resume else None)
     reports = _Reports(args)
     _log_plan(settings, shard)
-    with ExitStack() as stack:
-        reports.open(stack)  # before anything is sent: an unwritable path is a usage error
-        with _tuned_gc():
-            return await _run_purge(args, settings, targets, skip, reports, status)
+    with _tuned_gc():
+        return await _run_purge(args, settings, targets, skip, reports, status)
 
 
 async def _run_purge(
@@ -198,7 +206,9 @@ async def _run_purge(
             progress_interval=interval,
             **reports.options(),
         )
-        source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
+        with ExitStack() as stack:
+            reports.open(stack)
+            source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
     if status is not None:
         status.close()
     summary = run.summary()

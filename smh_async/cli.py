@@ -11,6 +11,7 @@ a threshold or guard; 130 interrupted (report flushed, resumable).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,13 +81,18 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def ensure_parent(path: str | None, flag: str) -> None:
-    """Create ``path``'s directory now, so an impossible output path fails before anything
-    is sent (as a usage error), not after the run."""
-    if path:
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"{flag}: cannot create the directory of {path}: {exc}") from None
+    """Create ``path``'s directory and check it can be written now, so an impossible output
+    path fails before anything is sent (as a usage error), not after the run. The file
+    itself is only created when the run starts."""
+    if not path:
+        return
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot create the directory of {path}: {exc}") from None
+    if target.is_dir() or not os.access(target if target.exists() else target.parent, os.W_OK):
+        raise UsageError(f"{flag}: cannot write {path}")
 
 
 def same_file(a: str, b: str) -> bool:

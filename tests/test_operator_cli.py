@@ -252,14 +252,22 @@ async def test_second_sigint_cancels_in_flight_and_still_reports(
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
-@pytest.mark.parametrize("flag", ["--report", "--summary-json"])
-async def test_unwritable_output_paths_are_usage_errors_before_any_request(
-    fake: FakeSMH, server: FakeServer, flag: str, processes: str
+@pytest.mark.parametrize(
+    ("flag", "path"),
+    [
+        ("--report", "/proc/nope/out.json"),
+        ("--summary-json", "/proc/nope/out.json"),
+        ("--report", "/proc"),
+        ("--resume", "/proc"),
+    ],
+)
+async def test_unusable_file_paths_are_usage_errors_before_any_request(
+    fake: FakeSMH, server: FakeServer, flag: str, path: str, processes: str
 ) -> None:
-    """--report or --summary-json under a directory that cannot exist: exit 2, one clear
-    line naming the flag, no traceback, and not a single request reaches the server."""
+    """--report or --summary-json that cannot be written, --resume that cannot be read:
+    exit 2, one clear line naming the flag, no traceback, no request reaches the server."""
     ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
-    proc = await purge(server, *ids, flag, "/proc/nope/out.json", "--processes", processes)
+    proc = await purge(server, *ids, flag, path, "--processes", processes)
     assert proc.returncode == 2, proc.stderr
     assert f"smh-async: error: {flag}: cannot".encode() in proc.stderr
     assert b"Traceback" not in proc.stderr

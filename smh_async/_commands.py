@@ -36,6 +36,7 @@ from smh_async.cli import (
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
+    check_file_roles,
     ensure_parent,
     exit_code,
     same_file,
@@ -88,6 +89,7 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         value = getattr(args, flag)
         if value is not None and value < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
+    check_file_roles(args)
     ensure_parent(args.report, "--report")
     ensure_parent(args.summary_json, "--summary-json")
     try:

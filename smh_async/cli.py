@@ -72,12 +72,33 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--processes must be between 1 and 256")
     if args.spaces_file == "-" or args.shard:
         raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
+    check_file_roles(args)
     ensure_parent(args.report, "--report")
     ensure_parent(args.summary_json, "--summary-json")
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
     return run_processes(
         argv, args.processes, args.report, append=append, summary_json=args.summary_json
     )
+
+
+def check_file_roles(args: argparse.Namespace) -> None:
+    """An output file may not also be an input or another output: ``--report ids.txt
+    --spaces-file ids.txt`` would truncate the list before reading it. The one exception is
+    ``--resume`` into its own ``--report``, which appends."""
+    files = {
+        "--spaces-file": args.spaces_file if args.spaces_file != "-" else None,
+        "--resume": args.resume,
+        "--report": args.report,
+        "--summary-json": args.summary_json,
+    }
+    for output in ("--report", "--summary-json"):
+        path = files[output]
+        for flag, other in files.items():
+            allowed = {output, "--resume"} if output == "--report" else {output}
+            if path and other and flag not in allowed and same_file(path, other):
+                raise UsageError(
+                    f"{output} {path} is also the {flag} file: it would be overwritten"
+                )
 
 
 def ensure_parent(path: str | None, flag: str) -> None:

@@ -272,3 +272,31 @@ async def test_unusable_file_paths_are_usage_errors_before_any_request(
     assert f"smh-async: error: {flag}: cannot".encode() in proc.stderr
     assert b"Traceback" not in proc.stderr
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize(
+    "roles",
+    [
+        ("--spaces-file", "--report"),
+        ("--spaces-file", "--summary-json"),
+        ("--report", "--summary-json"),
+        ("--resume", "--summary-json"),
+    ],
+)
+async def test_an_output_that_is_also_an_input_is_refused(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, roles: tuple[str, str], processes: str
+) -> None:
+    """Two roles for one file (``--report ids.txt --spaces-file ids.txt`` used to truncate
+    the id list and purge nothing, exit 0): exit 2, the file untouched, nothing sent."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    shared = tmp_path / "shared.txt"
+    shared.write_text("\n".join(ids) + "\n")
+    before = shared.read_bytes()
+    args = [arg for role in roles for arg in (role, str(shared))]
+    if "--spaces-file" not in roles:
+        args += ids
+    proc = await purge(server, *args, "--processes", processes)
+    assert proc.returncode == 2, proc.stderr
+    assert b"it would be overwritten" in proc.stderr
+    assert shared.read_bytes() == before and fake.requests == []

@@ -85,7 +85,7 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
     if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
         raise UsageError("--max-failure-rate must be in (0, 1]")
-    for flag in ("max_spaces", "wait_release", "grace", "min_sample"):
+    for flag in ("max_spaces", "wait_release", "grace", "min_sample", "progress_interval"):
         value = getattr(args, flag)
         if value is not None and value < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must not be negative")

@@ -172,6 +172,18 @@ async def test_bad_shard_is_a_usage_error(server: FakeServer, shard: str) -> Non
     assert proc.returncode == 2 and b"--shard" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "flag", ["--max-spaces", "--wait-release", "--grace", "--min-sample", "--progress-interval"]
+)
+async def test_negative_counts_and_durations_are_usage_errors(
+    fake: FakeSMH, server: FakeServer, flag: str
+) -> None:
+    """A negative value for a count or a duration exits 2 naming the flag; nothing is sent."""
+    proc = await purge(server, "s1", flag, "-1")
+    assert proc.returncode == 2 and f"{flag} must not be negative".encode() in proc.stderr
+    assert fake.requests == []
+
+
 async def test_wait_release_marks_slow_spaces_pending_not_failed(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ import os
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
@@ -206,7 +206,7 @@ def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -
     summary.rows = len(keys)
     final = _last_occurrences(keys)
     with ExitStack() as stack:
-        out = stack.enter_context(Path(output).open("w", encoding="utf-8")) if output else None
+        out = stack.enter_context(_replacing(output, "w")) if output else None
         rows = (row for path in files for row in read_report(path))
         for is_final, row in zip(final, rows, strict=False):  # later appends: ignored
             if is_final:
@@ -226,7 +226,7 @@ def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None)
     releases = [r for p in files if (r := release_path(p)).is_file() and r not in files]
     summary = ReportSummary(files=len(files) + len(releases))
     with ExitStack() as stack:
-        out = stack.enter_context(Path(output).open("wb")) if output else None
+        out = stack.enter_context(_replacing(output, "wb")) if output else None
         for path in files + releases:
             copy = out if path not in releases else None
             for raw, row in _lines(path):
@@ -235,6 +235,22 @@ def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None)
                 if copy is not None:
                     copy.write(raw if raw.endswith(b"\n") else raw + b"\n")
     return summary
+
+
+@contextmanager
+def _replacing(output: StrPath, mode: str) -> Iterator[IO[Any]]:
+    """Write ``output`` beside itself and move it into place once complete, so the output
+    may be one of the inputs being read (``report r.jsonl --output r.jsonl``) and a failed
+    merge leaves the old file as it was."""
+    target = Path(output)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with open(partial, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, target)
 
 
 def write_summary_json(path: StrPath, summary: dict[str, Any]) -> None:

@@ -172,6 +172,22 @@ async def test_bad_shard_is_a_usage_error(server: FakeServer, shard: str) -> Non
     assert proc.returncode == 2 and b"--shard" in proc.stderr
 
 
+async def test_report_command_can_compact_a_report_in_place(tmp_path: Path) -> None:
+    """`report r.jsonl --output r.jsonl` leaves the merged rows in r.jsonl (it used to
+    truncate the input before its second pass: an empty report, "spaces: 0", exit 0)."""
+    report = tmp_path / "r.jsonl"
+    rows = [("a", "accepted"), ("b", "failed"), ("b", "accepted")]
+    report.write_text("".join(json.dumps({"space_id": s, "outcome": o}) + "\n" for s, o in rows))
+    cmd = [sys.executable, "-m", "smh_async", "report", str(report), "--output", str(report)]
+    proc = await anyio.run_process(cmd, check=False)
+    assert proc.returncode == 0 and b"spaces: 2" in proc.stdout, proc.stdout
+    assert [(r["space_id"], r["outcome"]) for r in read_report(report)] == [
+        ("a", "accepted"),
+        ("b", "accepted"),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+
+
 @pytest.mark.parametrize(
     "flag", ["--max-spaces", "--wait-release", "--grace", "--min-sample", "--progress-interval"]
 )

@@ -139,7 +139,11 @@ def _report_command(args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not Path(p).is_file()]
     if missing:
         raise UsageError(f"no such report: {', '.join(missing)}")
-    summary = summarize_reports(args.paths, output=args.output)
+    ensure_parent(args.output, "--output")
+    try:
+        summary = summarize_reports(args.paths, output=args.output)
+    except OSError as exc:
+        raise UsageError(f"cannot merge the reports: {exc}") from None
     print_report_summary(summary)
     return EXIT_FAILED if summary.failed else EXIT_OK
 

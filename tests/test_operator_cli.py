@@ -186,6 +186,9 @@ async def test_report_command_can_compact_a_report_in_place(tmp_path: Path) -> N
         ("b", "accepted"),
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+    bad = await anyio.run_process([*cmd[:-1], "/proc/nope/m.jsonl"], check=False)
+    assert bad.returncode == 2 and b"smh-async: error: --output: cannot" in bad.stderr
+    assert b"Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize(

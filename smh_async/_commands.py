@@ -335,4 +335,6 @@ async def fake_server_command(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:  # the port is taken, or the address is not ours
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     return EXIT_OK

@@ -256,3 +256,22 @@ def test_purge_gc_tuning_is_scoped_to_the_run() -> None:
         assert gc.get_freeze_count() > frozen
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == frozen
+
+
+async def test_fake_server_runs_and_a_taken_port_is_a_usage_error() -> None:
+    """``smh-async fake-server`` prints where it listens; a second one on that port exits 2
+    with one line naming the address (it used to end in a traceback)."""
+    cmd = [sys.executable, "-m", "smh_async", "fake-server", "--port", "0", "--spaces", "2"]
+    async with await anyio.open_process(cmd, stderr=subprocess.DEVNULL) as first:
+        assert first.stdout is not None
+        line = b""
+        while not line.endswith(b"\n"):
+            line += await first.stdout.receive(1)
+        info = json.loads(line)
+        port = info["base_url"].rsplit(":", 1)[1]
+        assert info["base_url"].startswith("http://127.0.0.1:") and info["library_id"]
+        second = await anyio.run_process([*cmd[:4], "--port", port], check=False)
+        first.terminate()
+    assert second.returncode == 2
+    assert f"smh-async: error: cannot listen on 127.0.0.1:{port}".encode() in second.stderr
+    assert b"Traceback" not in second.stderr

@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,18 @@ from smh_async._report import (
     ReportSummary,
     concatenate_reports,
     release_path,
+    resume_set,
     summarize_reports,
     write_summary_json,
 )
 
-__all__ = ["child_argv", "exit_code_of", "run_processes"]
+__all__ = ["child_argv", "count_to_purge", "drop_option", "exit_code_of", "run_processes"]
 
 # Worst first: the parent reports the most serious of its children's exit codes.
 _SEVERITY = (130, 2, 3, 1, 0)
 
 
-def _drop_option(argv: Sequence[str], name: str) -> list[str]:
+def drop_option(argv: Sequence[str], name: str) -> list[str]:
     """``argv`` without ``name VALUE`` / ``name=VALUE``."""
     out: list[str] = []
     skip = False
@@ -61,9 +63,28 @@ def child_argv(argv: Sequence[str], index: int, count: int, report: Path) -> lis
     totals file (:func:`totals_path`)."""
     args = list(argv)
     for name in ("--processes", "--report", "--shard", "--summary-json"):
-        args = _drop_option(args, name)
+        args = drop_option(args, name)
     shard = ["--shard", f"{index}/{count}", "--report", str(report)]
     return [*args, *shard, "--summary-json", str(totals_path(report))]
+
+
+def count_to_purge(ids: Sequence[str], spaces_file: str | None, resume: str | None) -> int:
+    """Distinct ids of the input not already accepted in ``resume``: what one process would
+    admit, for checking ``--max-spaces`` once for all children before any of them starts."""
+    from smh_async._dedupe import FingerprintSet
+    from smh_async._targets import read_space_file
+
+    done = resume_set([resume]) if resume else FingerprintSet()
+    seen = FingerprintSet()
+    count = 0
+    with ExitStack() as stack:
+        source: Iterable[str] = ids
+        if spaces_file:
+            source = read_space_file(stack.enter_context(Path(spaces_file).open("rb")))
+        for space_id in source:
+            if seen.add(space_id) and space_id not in done:
+                count += 1
+    return count
 
 
 def totals_path(part: Path) -> Path:

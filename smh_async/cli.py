@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
-    from smh_async._multiproc import run_processes
+    from smh_async._multiproc import count_to_purge, drop_option, run_processes
 
     if not 1 < args.processes <= 256:
         raise UsageError("--processes must be between 1 and 256")
@@ -75,6 +75,22 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     check_file_roles(args)
     ensure_parent(args.report, "--report")
     ensure_parent(args.summary_json, "--summary-json")
+    if args.max_spaces is not None:
+        # Checked once here: a limit per child would let N children purge N times as many.
+        if args.all_spaces:
+            raise UsageError(
+                "--max-spaces with --processes needs the ids up front (--spaces-file or"
+                " arguments): with --all-spaces each process reads its own listing"
+            )
+        pending = count_to_purge(args.space_ids, args.spaces_file, args.resume)
+        if pending > args.max_spaces:
+            print(
+                f"smh-async: error: --max-spaces {args.max_spaces}: the input holds {pending}"
+                " spaces to purge; nothing was sent",
+                file=sys.stderr,
+            )
+            return EXIT_ABORTED
+        argv = drop_option(argv, "--max-spaces")
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
     return run_processes(
         argv, args.processes, args.report, append=append, summary_json=args.summary_json

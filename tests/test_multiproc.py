@@ -237,3 +237,25 @@ async def test_leftovers_of_a_killed_run_are_not_merged(
     assert b"ghost" not in (report.read_bytes() if report.exists() else b"")
     assert b"spaces: 0" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["r.jsonl"])
+
+
+async def test_max_spaces_holds_for_the_whole_multi_process_run(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--max-spaces is checked once for all children (per child, 3 processes could purge 3x
+    the limit): over it, exit 3 and nothing sent; at it (duplicates and already-accepted ids
+    not counted), every space purged; with --all-spaces, a usage error."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join([*ids, *ids[:5]]) + "\n")
+    multi = ("--processes", "3", "--spaces-file", str(spaces))
+    over = await purge(server, *multi, "--max-spaces", "29")
+    assert over.returncode == 3 and b"holds 30 spaces to purge" in over.stderr, over.stderr
+    assert fake.requests == []
+    resume = tmp_path / "done.jsonl"
+    resume.write_text(json.dumps({"space_id": ids[0], "outcome": "accepted"}) + "\n")
+    at = await purge(server, *multi, "--max-spaces", "29", "--resume", str(resume))
+    assert at.returncode == 0, at.stderr
+    assert Counter(deletes(fake)) == Counter(ids[1:])
+    listing = await purge(server, "--processes", "2", "--all-spaces", "--max-spaces", "5")
+    assert listing.returncode == 2 and b"--max-spaces with --processes" in listing.stderr

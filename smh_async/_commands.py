@@ -178,6 +178,8 @@ async def purge_command(args: argparse.Namespace) -> int:
     skip = TargetFilter(shard, _resume_set(args.resume) if args.resume else None)
     reports = _Reports(args)
     _log_plan(settings, shard)
+    if shard is not None:  # every event of a shard's run says which shard it is
+        structlog.contextvars.bind_contextvars(shard=str(shard))
     with _tuned_gc():
         return await _run_purge(args, settings, targets, skip, reports, status)
 

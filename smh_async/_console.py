@@ -4,20 +4,23 @@ CLI-only (library code never prints). On a terminal, :class:`StatusLine` keeps o
 line at the bottom of stderr, redrawn about four times a second, and log lines written
 through it appear above it instead of tearing it. Off a terminal, :class:`ProgressLog` emits a
 ``purge.progress`` event shortly after the start and then every few seconds, so a nightly
-job's log always says "N of M".
+job's log always says "N of M". :class:`PartsProgress` is the ``--processes`` parent's line.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from smh_async._models import PurgeSummary
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import ReportSummary
 
-__all__ = ["ProgressLog", "StatusLine", "print_report_summary", "print_summary"]
+__all__ = ["PartsProgress", "ProgressLog", "StatusLine", "print_report_summary", "print_summary"]
 
 _CLEAR = "\r\x1b[K"
 
@@ -46,8 +49,12 @@ class StatusLine:
 
     def show(self, snapshot: ProgressSnapshot) -> None:
         """Replace the status line with ``snapshot`` (cut to the terminal width)."""
+        self.show_text(snapshot.line())
+
+    def show_text(self, text: str) -> None:
+        """Replace the status line with ``purge TEXT`` (cut to the terminal width)."""
         width = shutil.get_terminal_size((100, 20)).columns - 1
-        self._line = ("purge " + snapshot.line())[:width]
+        self._line = ("purge " + text)[:width]
         self._stream.write(_CLEAR + self._line)
         self._stream.flush()
 
@@ -57,6 +64,43 @@ class StatusLine:
             self._stream.write("\n")
             self._stream.flush()
             self._line = ""
+
+
+class PartsProgress:
+    """``purge --processes`` on a terminal: the parent's one live line for the whole run,
+    from the rows the children have written to their report parts so far (the children
+    draw none: two status lines would take turns on one terminal line)."""
+
+    def __init__(self, parts: Sequence[Path], stream: TextIO) -> None:
+        self._parts = list(parts)
+        self._offsets = [0] * len(self._parts)
+        self._status = StatusLine(stream)
+        self._started = time.monotonic()
+        self.done = self.failed = 0
+
+    def update(self) -> None:
+        """Count the complete rows written since the last call and redraw the line."""
+        for i, part in enumerate(self._parts):
+            try:
+                with part.open("rb") as f:
+                    f.seek(self._offsets[i])
+                    chunk = f.read()
+            except OSError:  # not created yet
+                continue
+            chunk = chunk[: chunk.rfind(b"\n") + 1]  # a row being written counts next time
+            self._offsets[i] += len(chunk)
+            self.done += chunk.count(b"\n")
+            self.failed += chunk.count(b'"outcome": "failed"')
+        elapsed = time.monotonic() - self._started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        line = (
+            f"{self.done} done  {rate:.1f}/s  failed {self.failed}  ({len(self._parts)} processes)"
+        )
+        self._status.show_text(line)
+
+    def close(self) -> None:
+        """Leave the last count on screen and end its line."""
+        self._status.close()
 
 
 class ProgressLog:

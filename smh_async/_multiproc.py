@@ -27,8 +27,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from smh_async._console import PartsProgress
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
@@ -107,8 +108,11 @@ def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_all(children: Sequence[subprocess.Popen[bytes]]) -> list[int]:
-    """Wait for every child, passing each SIGINT/SIGTERM on to those still running.
+def _wait_all(
+    children: Sequence[subprocess.Popen[bytes]], progress: PartsProgress | None = None
+) -> list[int]:
+    """Wait for every child, passing each SIGINT/SIGTERM on to those still running, and
+    redrawing ``progress`` four times a second when there is one.
 
     The first signal makes the children stop gracefully (report flushed, exit 130); a
     second one cancels their in-flight requests, as it would for a single process.
@@ -121,6 +125,12 @@ def _wait_all(children: Sequence[subprocess.Popen[bytes]]) -> list[int]:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if progress is not None:
+            while any(child.poll() is None for child in children):
+                progress.update()
+                time.sleep(0.25)
+            progress.update()
+            progress.close()
         return [child.wait() for child in children]
     finally:
         for sig, handler in previous.items():
@@ -134,12 +144,18 @@ def run_processes(
     *,
     append: bool = False,
     summary_json: str | None = None,
+    terminal: TextIO | None = None,
 ) -> int:
     """Run ``purge`` ``argv`` as ``count`` shard processes; merge reports; print a summary.
 
     ``append``: the run resumes into its own report, so the earlier rows are kept and the
-    children's rows are merged after them (last row per space wins).
+    children's rows are merged after them (last row per space wins). ``terminal``: show one
+    live line there for the whole run; the children then draw none, and log warnings only
+    unless ``argv`` sets ``--log-level``.
     """
+    if terminal is not None:
+        quiet = [] if any(a.startswith("--log-level") for a in argv) else ["--log-level", "warning"]
+        argv = [*argv, "--no-progress", *quiet]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="smh-async-parts-") as scratch:
         target = Path(report) if report else None
@@ -151,7 +167,7 @@ def run_processes(
         for leftover in (*parts, *map(totals_path, parts), *map(release_path, parts)):
             leftover.unlink(missing_ok=True)
         children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
-        codes = _wait_all(children)
+        codes = _wait_all(children, PartsProgress(parts, terminal) if terminal else None)
         present = [p for p in parts if p.exists()]
         earlier = [target] if append and target is not None and target.exists() else []
         totals = _children_totals(parts) if not earlier and present == parts else None

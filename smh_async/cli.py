@@ -92,8 +92,14 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
             return EXIT_ABORTED
         argv = drop_option(argv, "--max-spaces")
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
+    tty = not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
     return run_processes(
-        argv, args.processes, args.report, append=append, summary_json=args.summary_json
+        argv,
+        args.processes,
+        args.report,
+        append=append,
+        summary_json=args.summary_json,
+        terminal=sys.stderr if tty else None,
     )
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import pty
+import re
 import signal
 import sys
 from collections import Counter
@@ -12,6 +16,7 @@ import anyio
 import pytest
 
 from smh_async import read_report, summarize_reports
+from smh_async._console import PartsProgress
 from smh_async._multiproc import (
     _children_totals,
     _merge,
@@ -259,3 +264,55 @@ async def test_max_spaces_holds_for_the_whole_multi_process_run(
     assert Counter(deletes(fake)) == Counter(ids[1:])
     listing = await purge(server, "--processes", "2", "--all-spaces", "--max-spaces", "5")
     assert listing.returncode == 2 and b"--max-spaces with --processes" in listing.stderr
+
+
+def test_parts_progress_counts_complete_rows_only(tmp_path: Path) -> None:
+    """The parent's live line counts rows as the children append them, failures too, and
+    leaves a row still being written for the next update."""
+    parts = [tmp_path / "r.part0of2", tmp_path / "r.part1of2"]
+    screen = io.StringIO()
+    progress = PartsProgress(parts, screen)
+    progress.update()  # no part yet
+    assert (progress.done, progress.failed) == (0, 0)
+    row = {"space_id": "s", "outcome": "accepted"}
+    parts[0].write_text(json.dumps(row) + "\n" + json.dumps({**row, "outcome": "failed"}) + "\n")
+    parts[1].write_text(json.dumps(row) + "\n" + '{"space_id": "t", "outc')
+    progress.update()
+    assert (progress.done, progress.failed) == (3, 1)
+    with parts[1].open("a") as f:
+        f.write('ome": "failed"}\n')
+    progress.update()
+    progress.close()
+    assert (progress.done, progress.failed) == (4, 2)
+    last = screen.getvalue().rsplit("\r\x1b[K", 1)[1]
+    assert last.startswith("purge 4 done  ") and last.endswith("failed 2  (2 processes)\n")
+
+
+async def test_processes_on_a_terminal_show_one_line_for_the_whole_run(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """With stderr on a terminal, --processes 2 draws one live line counting all children's
+    spaces; the children draw none (two lines took turns on one terminal line before)."""
+    ids = fake.add_spaces(LIBRARY, count=200, items_per_space=1, item_size=10)
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(ids) + "\n")
+    primary, secondary = pty.openpty()
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--processes", "2"]
+    cmd += ["--spaces-file", str(spaces)]
+    proc = await anyio.run_process(cmd, env=_env(server), stderr=secondary, check=False)
+    os.close(secondary)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO once the terminal has no writer left
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(primary)
+    assert proc.returncode == 0, screen
+    assert b"purge 200 done" in screen and b"(2 processes)" in screen
+    assert b"purge.space" not in screen  # children log warnings only on a terminal
+    assert not re.search(rb"purge \d+/\d+", screen)  # no child's own "done/total" line
+    assert Counter(deletes(fake)) == Counter(ids)

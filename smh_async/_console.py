@@ -9,6 +9,7 @@ job's log always says "N of M". :class:`PartsProgress` is the ``--processes`` pa
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections import Counter
@@ -76,7 +77,13 @@ class PartsProgress:
         self._offsets = [0] * len(self._parts)
         self._status = StatusLine(stream)
         self._started = time.monotonic()
-        self.done = self.failed = 0
+        self.done = 0
+        self.by_error_code: Counter[str] = Counter()
+
+    @property
+    def failed(self) -> int:
+        """Rows with outcome ``failed`` so far."""
+        return sum(self.by_error_code.values())
 
     def update(self) -> None:
         """Count the complete rows written since the last call and redraw the line."""
@@ -90,17 +97,28 @@ class PartsProgress:
             chunk = chunk[: chunk.rfind(b"\n") + 1]  # a row being written counts next time
             self._offsets[i] += len(chunk)
             self.done += chunk.count(b"\n")
-            self.failed += chunk.count(b'"outcome": "failed"')
+            if _FAILED in chunk:  # rare: only failed rows are parsed, for their codes
+                self.by_error_code.update(_code(r) for r in chunk.splitlines() if _FAILED in r)
         elapsed = time.monotonic() - self._started
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        line = (
-            f"{self.done} done  {rate:.1f}/s  failed {self.failed}  ({len(self._parts)} processes)"
-        )
-        self._status.show_text(line)
+        shown = [f"{self.done} done", f"{rate:.1f}/s"]
+        if self.failed:
+            shown.append(f"failed {self.failed} ({_codes(self.by_error_code)})")
+        self._status.show_text("  ".join([*shown, f"({len(self._parts)} processes)"]))
 
     def close(self) -> None:
         """Leave the last count on screen and end its line."""
         self._status.close()
+
+
+_FAILED = b'"outcome": "failed"'
+
+
+def _code(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw).get("error_code") or "unknown")
+    except (ValueError, AttributeError):
+        return "unknown"
 
 
 class ProgressLog:

@@ -275,7 +275,8 @@ def test_parts_progress_counts_complete_rows_only(tmp_path: Path) -> None:
     progress.update()  # no part yet
     assert (progress.done, progress.failed) == (0, 0)
     row = {"space_id": "s", "outcome": "accepted"}
-    parts[0].write_text(json.dumps(row) + "\n" + json.dumps({**row, "outcome": "failed"}) + "\n")
+    failed = {**row, "outcome": "failed", "error_code": "SpaceNotFound"}
+    parts[0].write_text(json.dumps(row) + "\n" + json.dumps(failed) + "\n")
     parts[1].write_text(json.dumps(row) + "\n" + '{"space_id": "t", "outc')
     progress.update()
     assert (progress.done, progress.failed) == (3, 1)
@@ -285,7 +286,8 @@ def test_parts_progress_counts_complete_rows_only(tmp_path: Path) -> None:
     progress.close()
     assert (progress.done, progress.failed) == (4, 2)
     last = screen.getvalue().rsplit("\r\x1b[K", 1)[1]
-    assert last.startswith("purge 4 done  ") and last.endswith("failed 2  (2 processes)\n")
+    assert last.startswith("purge 4 done  ")
+    assert last.endswith("failed 2 (SpaceNotFound=1, unknown=1)  (2 processes)\n")
 
 
 async def test_processes_on_a_terminal_show_one_line_for_the_whole_run(

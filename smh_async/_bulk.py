@@ -238,8 +238,7 @@ class PurgeRun:
         unyielded = 0  # ids read since the producer last waited for room in the queue
         async with send:
             with self._producer_scope:
-                ids = source if hasattr(source, "__aiter__") else aiter_ids(source)
-                async for space_id in ids:
+                async for space_id in aiter_ids(source):
                     unyielded += 1
                     if self._admit(space_id):
                         if self.max_spaces is not None and admitted >= self.max_spaces:
@@ -247,9 +246,9 @@ class PurgeRun:
                             break
                         admitted += 1
                         batch.append(space_id)
-                        if len(batch) >= batch_size and await self._dispatch(batch, send):
-                            unyielded = 0
                         if len(batch) >= batch_size:
+                            if await self._dispatch(batch, send):
+                                unyielded = 0
                             batch = []
                     # A full queue makes the producer wait, which lets the workers run; a
                     # long run of skipped ids (a resume, a shard) must yield by itself.

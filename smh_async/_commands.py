@@ -36,10 +36,10 @@ from smh_async.cli import (
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
-    check_file_roles,
-    ensure_parent,
+    check_files,
     exit_code,
     same_file,
+    shows_status_line,
 )
 
 __all__ = ["fake_server_command", "load_settings", "purge_command", "spaces_command"]
@@ -89,9 +89,7 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         value = getattr(args, flag)
         if value is not None and value < 0:
             raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
-    check_file_roles(args)
-    ensure_parent(args.report, "--report")
-    ensure_parent(args.summary_json, "--summary-json")
+    check_files(args)
     try:
         return Shard.parse(args.shard)
     except ValueError as exc:
@@ -171,8 +169,7 @@ def _tuned_gc() -> Iterator[None]:
 async def purge_command(args: argparse.Namespace) -> int:
     """``smh-async purge`` in one process."""
     shard = _check_args(args)
-    tty = not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
-    status = StatusLine(sys.stderr) if tty else None
+    status = StatusLine(sys.stderr) if shows_status_line(args) else None
     settings = _setup(args, status)
     targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
     skip = TargetFilter(shard, _resume_set(args.resume) if args.resume else None)

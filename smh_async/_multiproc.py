@@ -16,8 +16,6 @@ child killed, a resume into the same report, ``--wait-release`` files) it reads 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +31,7 @@ from smh_async._console import PartsProgress
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
+    copy_reports,
     release_path,
     resume_set,
     summarize_reports,
@@ -150,12 +149,8 @@ def run_processes(
 
     ``append``: the run resumes into its own report, so the earlier rows are kept and the
     children's rows are merged after them (last row per space wins). ``terminal``: show one
-    live line there for the whole run; the children then draw none, and log warnings only
-    unless ``argv`` sets ``--log-level``.
+    live line there for the whole run (``argv`` then tells the children to draw none).
     """
-    if terminal is not None:
-        quiet = [] if any(a.startswith("--log-level") for a in argv) else ["--log-level", "warning"]
-        argv = [*argv, "--no-progress", *quiet]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="smh-async-parts-") as scratch:
         target = Path(report) if report else None
@@ -179,9 +174,10 @@ def run_processes(
             path.unlink(missing_ok=True)
     elapsed = time.monotonic() - started
     code = exit_code_of(codes)
-    _print_summary(summary, elapsed, count, report)
+    result = _summary_dict(summary, elapsed, count, report, code)
+    _print_summary(result)
     if summary_json:
-        write_summary_json(summary_json, _summary_dict(summary, elapsed, count, report, code))
+        write_summary_json(summary_json, result)
     return code
 
 
@@ -202,29 +198,18 @@ def _merge(
     target: Path | None,
     totals: Sequence[dict[str, Any]] | None,
 ) -> ReportSummary:
-    """Merge into a temporary file first: ``target`` may be one of the inputs.
-
-    The children's parts are disjoint shards with one row per space, so on their own they
+    """The children's parts are disjoint shards with one row per space, so on their own they
     are concatenated: byte for byte when the children's ``totals`` count them, otherwise in
     one reading pass; after an earlier report (a resume) a space may have rows in both, and
-    the last-row-wins merge decides.
+    the last-row-wins merge decides. ``target`` may be one of the inputs: each of these
+    writes beside it and replaces it when done.
     """
     if totals is not None:
         if target is not None:
-            merging = target.with_name(target.name + ".merging")
-            with merging.open("wb") as out:
-                for part in parts:
-                    with part.open("rb") as source:
-                        shutil.copyfileobj(source, out)
-            os.replace(merging, target)
+            copy_reports(parts, target)
         return _summary_from_totals(totals, len(parts))
     merge = summarize_reports if earlier else concatenate_reports
-    if target is None:
-        return merge(parts)
-    merging = target.with_name(target.name + ".merging")
-    summary = merge([*earlier, *parts], output=merging)
-    os.replace(merging, target)
-    return summary
+    return merge([*earlier, *parts], output=target)
 
 
 def _summary_from_totals(totals: Sequence[dict[str, Any]], files: int) -> ReportSummary:
@@ -270,18 +255,18 @@ def _summary_dict(
     }
 
 
-def _print_summary(summary: ReportSummary, elapsed: float, count: int, report: str | None) -> None:
-    outcomes = summary.by_outcome
-    rate = summary.spaces / elapsed if elapsed > 0 else 0.0
+def _print_summary(result: dict[str, Any]) -> None:
+    """The parent's summary on stdout, from :func:`_summary_dict`."""
     lines = [
-        f"spaces: {summary.spaces}  accepted: {outcomes.get('accepted', 0)}  "
-        f"failed: {outcomes.get('failed', 0)}  dry_run: {outcomes.get('dry_run', 0)}  "
-        f"processes: {count}",
-        f"elapsed: {elapsed:.2f} s  rate: {rate:.1f}/s (whole run, all processes)",
+        f"spaces: {result['total']}  accepted: {result['accepted']}  "
+        f"failed: {result['failed']}  dry_run: {result['dry_run']}  "
+        f"processes: {result['processes']}",
+        f"elapsed: {result['elapsed_s']:.2f} s  rate: {result['rate_per_s']:.1f}/s"
+        " (whole run, all processes)",
     ]
-    if summary.by_error_code:
-        codes = ", ".join(f"{c}={n}" for c, n in sorted(summary.by_error_code.items()))
+    if result["by_error_code"]:
+        codes = ", ".join(f"{c}={n}" for c, n in sorted(result["by_error_code"].items()))
         lines.append(f"failures by code: {codes}")
-    if report:
-        lines.append(f"report: {report}")
+    if result["report"]:
+        lines.append(f"report: {result['report']}")
     print("\n".join(lines), flush=True)

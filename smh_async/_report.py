@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "ReportSummary",
     "ReportWriter",
     "concatenate_reports",
+    "copy_reports",
     "read_report",
     "release_path",
     "resume_set",
@@ -253,12 +255,18 @@ def _replacing(output: StrPath, mode: str) -> Iterator[IO[Any]]:
     os.replace(partial, target)
 
 
+def copy_reports(paths: Sequence[StrPath], output: StrPath) -> None:
+    """Concatenate complete reports byte for byte into ``output`` (replaced when done)."""
+    with _replacing(output, "wb") as out:
+        for path in paths:
+            with Path(path).open("rb") as source:
+                shutil.copyfileobj(source, out)
+
+
 def write_summary_json(path: StrPath, summary: dict[str, Any]) -> None:
     """``purge --summary-json``: the summary as one JSON object, replaced atomically."""
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(partial, target)
+    with _replacing(path, "w") as out:
+        out.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def _final_key(row: dict[str, Any]) -> str:

@@ -10,7 +10,14 @@ its total stays a lower bound until EOF.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -87,8 +94,8 @@ class Targets:
                 yield space_id
 
 
-async def aiter_ids(source: SpaceSource) -> AsyncIterator[str]:
-    """Any iterable or async iterable of ids as an async iterator.
+def aiter_ids(source: SpaceSource) -> AsyncIterator[str]:
+    """Any iterable or async iterable of ids as an async iterator (an async one as it is).
 
     It never yields to the event loop by itself: a consumer that may take many ids without
     awaiting anything checkpoints on its own (the purge engine after a run of skipped ids,
@@ -96,12 +103,14 @@ async def aiter_ids(source: SpaceSource) -> AsyncIterator[str]:
     producer yield in the middle of refilling the workers' queue whenever ids were skipped
     (a shard, a resume), and the workers then waited for ids on almost every job.
     """
-    if hasattr(source, "__aiter__"):
-        async for item in source:
-            yield item
-    else:
-        for item in source:
-            yield item
+    if isinstance(source, AsyncIterable):
+        return aiter(source)
+    return _from_iterable(source)
+
+
+async def _from_iterable(source: Iterable[str]) -> AsyncIterator[str]:
+    for item in source:
+        yield item
 
 
 class TargetFilter:

@@ -72,9 +72,7 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--processes must be between 1 and 256")
     if args.spaces_file == "-" or args.shard:
         raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
-    check_file_roles(args)
-    ensure_parent(args.report, "--report")
-    ensure_parent(args.summary_json, "--summary-json")
+    check_files(args)
     if args.max_spaces is not None:
         # Checked once here: a limit per child would let N children purge N times as many.
         if args.all_spaces:
@@ -92,7 +90,9 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
             return EXIT_ABORTED
         argv = drop_option(argv, "--max-spaces")
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
-    tty = not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
+    tty = shows_status_line(args)
+    if tty:  # the parent draws the one live line; children log warnings unless told otherwise
+        argv = [*argv, "--no-progress", *([] if args.log_level else ["--log-level", "warning"])]
     return run_processes(
         argv,
         args.processes,
@@ -103,10 +103,16 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     )
 
 
-def check_file_roles(args: argparse.Namespace) -> None:
-    """An output file may not also be an input or another output: ``--report ids.txt
-    --spaces-file ids.txt`` would truncate the list before reading it. The one exception is
-    ``--resume`` into its own ``--report``, which appends."""
+def shows_status_line(args: argparse.Namespace) -> bool:
+    """A live progress line on stderr: a terminal, progress on, logs not forced to JSON."""
+    return not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
+
+
+def check_files(args: argparse.Namespace) -> None:
+    """Output paths must be writable (their directory is created now) and an output file may
+    not also be an input or another output: ``--report ids.txt --spaces-file ids.txt`` would
+    truncate the list before reading it. The one exception is ``--resume`` into its own
+    ``--report``, which appends."""
     files = {
         "--spaces-file": args.spaces_file if args.spaces_file != "-" else None,
         "--resume": args.resume,
@@ -115,12 +121,13 @@ def check_file_roles(args: argparse.Namespace) -> None:
     }
     for output in ("--report", "--summary-json"):
         path = files[output]
+        allowed = {output, "--resume"} if output == "--report" else {output}
         for flag, other in files.items():
-            allowed = {output, "--resume"} if output == "--report" else {output}
             if path and other and flag not in allowed and same_file(path, other):
                 raise UsageError(
                     f"{output} {path} is also the {flag} file: it would be overwritten"
                 )
+        ensure_parent(path, output)
 
 
 def ensure_parent(path: str | None, flag: str) -> None:

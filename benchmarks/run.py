@@ -26,7 +26,7 @@ from benchmarks import _contenders as c
 from benchmarks._instr import per_request
 from benchmarks._nginx import running_nginx
 from benchmarks._proc import Measured, measure
-from benchmarks._results import Results, write_results
+from benchmarks._results import Latency, Results, write_results
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "6000"))
 # httpx is 10-50x slower: about the same time per run needs 20x fewer requests.
@@ -42,6 +42,7 @@ if QUICK:
     LATENCY_RUNS = ((1_000, 100),)
 MULTI_REQUESTS = 2_000 if QUICK else 30_000
 UVLOOP_REPS = 3
+LATENCY_REPS = 1 if QUICK else 3
 MULTI_PROCESSES = 2
 INSTR_REQUESTS = 200 if QUICK else 1_000  # callgrind runs N and 2N ids per contender
 HERE = Path(__file__).resolve().parent
@@ -162,23 +163,38 @@ def instruction_counts(base_url: str, scratch: Path, results: Results) -> None:
 
 
 @contextmanager
-def emulator(spaces: int) -> Iterator[dict[str, str]]:
-    """``smh-async fake-server`` at 50 ms per request, in its own process on CPU 1."""
+def emulator(spaces: int) -> Iterator[tuple[dict[str, str], Callable[[], float]]]:
+    """``smh-async fake-server`` at 50 ms per request, in its own process on CPU 1.
+
+    Yields its connection details and a function giving the CPU seconds it has used so far.
+    """
     cmd = ["taskset", "-c", "1", c.CLI, "fake-server", "--spaces", str(spaces)]
     cmd += ["--items-per-space", "1", "--latency", str(LATENCY)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
-        yield json.loads(proc.stdout.readline())
+        yield json.loads(proc.stdout.readline()), lambda: cpu_seconds(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/PID/stat``; taskset execs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def latency_bound(scratch: Path, results: Results) -> None:
-    """The library against the emulator at 50 ms: wall time vs spaces / concurrency * 50 ms."""
+    """The library and the bare worker loop against the emulator at 50 ms, interleaved.
+
+    Wall time vs the ideal spaces / concurrency * 50 ms. The bare loop in the same run
+    tells how much of any shortfall is this machine's (both processes share two cores)
+    rather than smh-async's. The bins are empty after the first run; an empty bin is
+    emptied (204) just the same, at the same injected latency.
+    """
     for spaces, conc in LATENCY_RUNS:
-        with emulator(spaces) as info:
+        with emulator(spaces) as (info, server_cpu):
             env = {
                 "SMH_BASE_URL": info["base_url"],
                 "SMH_LIBRARY_ID": info["library_id"],
@@ -191,8 +207,17 @@ def latency_bound(scratch: Path, results: Results) -> None:
             ids.write_bytes(listing.stdout)
             run_env = {**env, "BENCH_OUT_DIR": str(scratch)}
             t = c.Target(info["base_url"], ids, conc, scratch)
-            m = measure(c.script("lib_purge", t), env=run_env)
-            results.add_latency(spaces, conc, spaces / conc * LATENCY, m)
+            for _ in range(LATENCY_REPS):
+                for name, module in (
+                    ("smh-async library", "lib_purge"),
+                    ("bare aiohttp workers", "bare_workers"),
+                ):
+                    before = server_cpu()
+                    m = measure(c.script(module, t), env=run_env)
+                    ideal = spaces / conc * LATENCY
+                    results.add_latency(
+                        Latency(name, spaces, conc, ideal, m, server_cpu() - before)
+                    )
     log("latency-bound done")
 
 

@@ -331,6 +331,9 @@ async def fake_server_command(args: argparse.Namespace) -> int:
             release_delay=args.release_delay,
             latency=args.latency,
             ready=ready,
+            # The record of served requests is only readable in-process: keeping it here
+            # would grow memory (and the garbage collector's work) with every request.
+            record_requests=False,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

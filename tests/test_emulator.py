@@ -303,3 +303,54 @@ async def test_serve_forever_announces_and_refuses_remote_hosts() -> None:
         await serve_forever(host="0.0.0.0")
     with pytest.raises(ValueError, match="non-loopback"):
         FakeServer(FakeSMH(), host="10.1.2.3")
+
+
+async def test_serve_forever_without_a_record_keeps_no_requests() -> None:
+    """record_requests=False serves as usual and counts peaks, but keeps no request record
+    (so a long-running fake-server's memory does not grow with every request)."""
+    loop = asyncio.get_running_loop()
+    announced: asyncio.Future[tuple[str, FakeSMH, str]] = loop.create_future()
+    task = asyncio.create_task(
+        serve_forever(
+            spaces=2,
+            record_requests=False,
+            ready=lambda srv, smh, secret: announced.set_result((srv.base_url, smh, secret)),
+        )
+    )
+    base_url, fake, secret = await asyncio.wait_for(announced, 5)
+    async with aiohttp.ClientSession(base_url) as session:
+        query = {"library_id": "demo-lib", "library_secret": secret, "grant": "admin"}
+        status, body, _ = await call(session, "GET", "/api/v1/token", **query)
+        token = body["accessToken"]
+        for _ in range(3):
+            status, body, _ = await call(
+                session, "GET", "/api/v1/space/demo-lib/list", access_token=token
+            )
+            assert status == 200 and len(body["list"]) == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fake.requests == []
+    assert fake.peak_in_flight >= 1
+
+
+async def test_fake_server_command_keeps_no_request_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``smh-async fake-server`` turns the record off: nobody outside the process can read it."""
+    import argparse
+
+    from smh_async import _commands
+    from smh_async.testing import _main
+
+    seen: dict[str, object] = {}
+
+    async def fake_serve_forever(**kwargs: object) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(_main, "serve_forever", fake_serve_forever)
+    args = argparse.Namespace(
+        host="127.0.0.1", port=0, spaces=1, items_per_space=1, release_delay=0.0, latency=0.0
+    )
+    assert await _commands.fake_server_command(args) == 0
+    assert seen["record_requests"] is False

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import aiohttp
 
 LIBRARY_ID = "benchlib"
 TOKEN = "bench-token-0123456789"  # a dummy: nginx ignores it, the emulator is not used here
@@ -46,9 +51,27 @@ def iter_ids(path: Path) -> Iterator[str]:
                 yield line
 
 
-def purge_url(base_url: str, space_id: str) -> str:
+def purge_url(base_url: str, space_id: str, library: str = LIBRARY_ID, token: str = TOKEN) -> str:
     """The same URL (token in the query) that smh-async sends."""
-    return f"{base_url}/api/v1/recycled/{LIBRARY_ID}/{space_id}?access_token={TOKEN}"
+    return f"{base_url}/api/v1/recycled/{library}/{space_id}?access_token={token}"
+
+
+async def credentials(session: aiohttp.ClientSession, base_url: str) -> tuple[str, str]:
+    """``(library id, access token)`` for the purge URLs.
+
+    Against nginx, the dummies above. Against the emulator (``SMH_LIBRARY_SECRET`` and
+    ``SMH_LIBRARY_ID`` set, as for the latency-bound runs), one token minted with a plain
+    ``POST /api/v1/token`` before the stopwatch starts, as a hand-rolled script would.
+    """
+    secret = os.environ.get("SMH_LIBRARY_SECRET")
+    if not secret:
+        return LIBRARY_ID, TOKEN
+    library = os.environ["SMH_LIBRARY_ID"]
+    params = {"library_id": library, "library_secret": secret, "grant": "admin"}
+    async with session.post(f"{base_url}/api/v1/token", params=params) as resp:
+        resp.raise_for_status()
+        token = (await resp.json())["accessToken"]
+    return library, str(token)
 
 
 class Stopwatch:

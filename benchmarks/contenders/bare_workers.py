@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import aiohttp
 
-from benchmarks.contenders._common import Stopwatch, iter_ids, parse_args, purge_url
+from benchmarks.contenders._common import Stopwatch, credentials, iter_ids, parse_args, purge_url
 
 
 async def main() -> None:
@@ -21,10 +21,12 @@ async def main() -> None:
     counts = [0, 0]
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
+        library, token = await credentials(session, args.base_url)
 
         async def worker(source: Iterator[str]) -> None:
             for space_id in source:
-                async with session.delete(purge_url(args.base_url, space_id)) as resp:
+                url = purge_url(args.base_url, space_id, library, token)
+                async with session.delete(url) as resp:
                     await resp.read()
                     counts[0] += 1
                     counts[1] += resp.status == 204

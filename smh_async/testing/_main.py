@@ -21,9 +21,10 @@ def seeded_fake(
     item_size: int,
     release_delay: float,
     latency: float,
+    record_requests: bool = True,
 ) -> FakeSMH:
     """A FakeSMH with one multi-tenant library of ``spaces`` identical tenant spaces."""
-    fake = FakeSMH(release_delay=release_delay)
+    fake = FakeSMH(release_delay=release_delay, record_requests=record_requests)
     fake.latency = latency
     fake.add_library(library_id, secret=library_secret, multi_tenant=True, recycle_bin=True)
     fake.add_spaces(library_id, count=spaces, items_per_space=items_per_space, item_size=item_size)
@@ -43,12 +44,15 @@ async def serve_forever(
     latency: float = 0.0,
     ready: ReadyCallback | None = None,
     allow_remote: bool = False,
+    record_requests: bool = True,
 ) -> None:
     """Seed an emulator, serve it, call ``ready(server, fake, secret)``, then wait forever.
 
     Returns only by cancellation (Ctrl-C in the CLI), after closing the server. A random
     library secret is generated when none is given; it is handed to ``ready`` and never logged.
     Non-loopback hosts raise ``ValueError`` unless ``allow_remote`` is true.
+    ``record_requests=False`` keeps no record of served requests, so memory stays flat
+    however long it serves (``smh-async fake-server``, where nobody could read the record).
     """
     check_loopback(host, allow_remote=allow_remote)
     secret = library_secret if library_secret is not None else secrets.token_urlsafe(24)
@@ -60,6 +64,7 @@ async def serve_forever(
         item_size=item_size,
         release_delay=release_delay,
         latency=latency,
+        record_requests=record_requests,
     )
     async with FakeServer(fake, host=host, port=port, allow_remote=allow_remote) as server:
         if ready is not None:

@@ -124,6 +124,13 @@ def _run_flags(purge: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds in-flight requests get after SIGINT/SIGTERM (10)",
     )
+    run.add_argument(
+        "--event-loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="event loop to run on; uvloop (the 'uvloop' extra) spends ~5%% fewer CPU "
+        "instructions per request (asyncio)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress display/events")
     run.add_argument(
         "--progress-interval",

@@ -7,6 +7,7 @@ Kept apart from :mod:`smh_async.cli` so that its light paths (``--help``, ``repo
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -263,6 +264,8 @@ def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:
         rate_per_s=settings.rate,
         rate_all_shards_per_s=settings.rate * count if settings.rate else None,
         concurrency=settings.concurrency,
+        # The loop actually running (--event-loop), not the one asked for.
+        event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
     )
 
 

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smh_async import _commands
 
         if args.command == "purge":
-            return anyio.run(_commands.purge_command, args)
+            return anyio.run(_commands.purge_command, args, backend_options=_loop_options(args))
         if args.command == "spaces":
             return anyio.run(_commands.spaces_command, args)
         if args.command == "fake-server":
@@ -64,6 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _loop_options(args: argparse.Namespace) -> dict[str, bool]:
+    """anyio's asyncio backend options for ``--event-loop`` (checked before anything runs)."""
+    if args.event_loop != "uvloop":
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--event-loop uvloop needs uvloop: pip install 'smh-async[uvloop]'"
+        ) from None
+    return {"use_uvloop": True}
+
+
 def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
     from smh_async._multiproc import count_to_purge, drop_option, run_processes
@@ -73,6 +86,7 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     if args.spaces_file == "-" or args.shard:
         raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
     check_files(args)
+    _loop_options(args)  # before spawning: each child would fail the same way
     if args.max_spaces is not None:
         # Checked once here: a limit per child would let N children purge N times as many.
         if args.all_spaces:

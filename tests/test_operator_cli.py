@@ -70,23 +70,29 @@ async def test_report_has_exactly_one_row_per_input_space(
     assert {r["space_id"] for r in rows if r["outcome"] == "failed"} == {"nosuch1", "bad/id"}
 
 
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
 async def test_sigint_mid_run_exits_130_and_resume_finishes_the_rest(
-    fake: FakeSMH, server: FakeServer, tmp_path: Path
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, event_loop: str
 ) -> None:
-    """SIGINT halfway: exit 130, report flushed; resume into it: all accepted once, no re-DELETE."""
+    """SIGINT halfway: exit 130, report flushed; resume into it: all accepted once, no re-DELETE
+    (on either --event-loop, and the one asked for is the one that ran)."""
     ids = fake.add_spaces(LIBRARY, count=120, items_per_space=1, item_size=10)
     fake.latency = 0.05
     report = tmp_path / "r.jsonl"
     args = [*ids, "--report", str(report), "--resume", str(report), "--concurrency", "4"]
+    args += ["--event-loop", event_loop]
     cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args]
     async with await anyio.open_process(cmd, env=_env(server)) as process:
         while not report.exists() or len(report.read_text().splitlines()) < 30:
             await anyio.sleep(0.02)
         process.send_signal(signal.SIGINT)
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         stdout = b"".join([chunk async for chunk in process.stdout])
+        stderr = b"".join([chunk async for chunk in process.stderr])
         assert await process.wait() == 130
     assert b"INTERRUPTED" in stdout and SECRET.encode() not in stdout
+    plan = [json.loads(x) for x in stderr.splitlines() if b'"purge.plan"' in x]
+    assert [p["event_loop"] for p in plan] == [event_loop]
     first = {r["space_id"] for r in read_report(report) if r["outcome"] == "accepted"}
     assert 30 <= len(first) < 120 and len(list(read_report(report))) == len(first)
     sent_before = len(fake.requests)
@@ -99,6 +105,28 @@ async def test_sigint_mid_run_exits_130_and_resume_finishes_the_rest(
     merged = summarize_reports([report])
     assert merged.spaces == 120 and merged.by_outcome == {"accepted": 120}
     assert SECRET not in report.read_text()
+
+
+async def test_uvloop_missing_is_a_usage_error_before_any_request(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """--event-loop uvloop without uvloop installed: exit 2 naming the extra, nothing sent
+    (with --processes too, before any child starts)."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    hide = (
+        "import sys, runpy; sys.modules['uvloop'] = None; "
+        "runpy.run_module('smh_async', run_name='__main__')"
+    )
+    for extra in ([], ["--processes", "2"]):
+        proc = await anyio.run_process(
+            [sys.executable, "-c", hide, "purge", *ids, "--event-loop", "uvloop", *extra],
+            env=_env(server),
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert b"pip install 'smh-async[uvloop]'" in proc.stderr
+        assert b"Traceback" not in proc.stderr
+    assert fake.requests == []
 
 
 async def test_dry_run_sends_no_delete_and_prints_totals(

@@ -78,6 +78,7 @@ class Stopwatch:
     """Wall and CPU time of the fan-out alone."""
 
     def __init__(self) -> None:
+        _check_loop()
         self.wall = time.perf_counter()
         self.cpu = time.process_time()
 
@@ -101,3 +102,16 @@ def install_loop(name: str | None) -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _check_loop() -> None:
+    """Refuse to time a run on another event loop than ``BENCH_LOOP`` asked for.
+
+    The bare worker loop once ignored ``BENCH_LOOP``, so its "uvloop" rows timed asyncio.
+    """
+    import asyncio
+
+    wanted = os.environ.get("BENCH_LOOP") or "asyncio"
+    running = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    if running != wanted:
+        raise SystemExit(f"BENCH_LOOP={wanted} but the running event loop is from {running}")

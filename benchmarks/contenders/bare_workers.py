@@ -7,11 +7,19 @@ one smh-async's engine is measured against.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import aiohttp
 
-from benchmarks.contenders._common import Stopwatch, credentials, iter_ids, parse_args, purge_url
+from benchmarks.contenders._common import (
+    Stopwatch,
+    credentials,
+    install_loop,
+    iter_ids,
+    parse_args,
+    purge_url,
+)
 
 
 async def main() -> None:
@@ -37,4 +45,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    install_loop(os.environ.get("BENCH_LOOP"))
     asyncio.run(main())

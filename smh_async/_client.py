@@ -30,6 +30,7 @@ from smh_async._models import (
     SpaceUsage,
 )
 from smh_async._protocol import Request, Response, TokenGrant
+from smh_async._proxy import proxy_for
 from smh_async._retry import RateLimiter, RetryPolicy
 from smh_async._settings import SMHSettings
 
@@ -86,6 +87,16 @@ class SMHClient:
         )
         self._session: aiohttp.ClientSession | None = session
         self._base = settings.base_url.rstrip("/")
+        # Decided once, for an owned session only (a borrowed one keeps its own proxy set-up).
+        self._proxy, self._proxy_auth = (
+            proxy_for(self._base) if settings.proxy_from_env and session is None else (None, None)
+        )
+        # Credentials for the proxy: on the CONNECT of an https tunnel (never inside it).
+        self._proxy_headers = (
+            {"Proxy-Authorization": self._proxy_auth}
+            if self._proxy_auth and self._base.startswith("https:")
+            else None
+        )
         self._tokens = token_provider or self._default_tokens()
         self.retry_policy = RetryPolicy(
             max_attempts=settings.max_attempts,
@@ -99,9 +110,10 @@ class SMHClient:
         )
 
     def __repr__(self) -> str:
+        proxy = f", proxy={str(self._proxy)!r}" if self._proxy is not None else ""
         return (
             f"SMHClient(base_url={self._base!r}, library_id={self.library_id!r}, "
-            f"tokens={self._tokens!r}, borrowed_session={self._borrowed is not None})"
+            f"tokens={self._tokens!r}, borrowed_session={self._borrowed is not None}{proxy})"
         )
 
     def _default_tokens(self) -> TokenProvider:
@@ -165,10 +177,14 @@ class SMHClient:
             force_close=s.force_close,
             ssl=self._ssl(),
         )
+        headers = {"User-Agent": f"smh-async/{_version()}"}
+        if self._proxy_auth and self._proxy_headers is None:
+            # Plain http through a forward proxy: each request goes to the proxy itself.
+            headers["Proxy-Authorization"] = self._proxy_auth
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.connect_timeout),
-            headers={"User-Agent": f"smh-async/{_version()}"},
+            headers=headers,
         )
         # aiohttp silently re-sends an idempotent request once when a kept-alive connection
         # turns out closed (aiohttp #10790) and offers no public switch. Our retry policy
@@ -269,7 +285,12 @@ class SMHClient:
             await slots.acquire()
         try:
             async with session.request(
-                request.method, url, allow_redirects=False, timeout=self._attempt_timeout
+                request.method,
+                url,
+                allow_redirects=False,
+                timeout=self._attempt_timeout,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
             ) as resp:
                 if (resp.content_length or 0) > MAX_BODY:
                     raise SMHTransportError(

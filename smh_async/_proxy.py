@@ -10,14 +10,15 @@ is built and passed to each request. ``~/.netrc`` is not read: SMH authenticates
 token in the query, and a stray ``Authorization`` header is not wanted.
 
 Proxy credentials (``http://user:password@proxy:3128``) become a ``Proxy-Authorization``
-header; the URL kept for the session, and so for any error text, has them removed.
+header (sent to the proxy only: on the CONNECT of an https base URL, on each request of a
+plain-http one); the URL kept for the session, and so for any error text, has them removed.
 """
 
 from __future__ import annotations
 
+import base64
 import urllib.request
 
-from aiohttp import BasicAuth
 from yarl import URL
 
 from smh_async._errors import SMHConfigError
@@ -26,8 +27,11 @@ from smh_async._settings import is_loopback_host
 __all__ = ["proxy_for"]
 
 
-def proxy_for(base_url: str) -> tuple[URL | None, BasicAuth | None]:
-    """``(proxy URL without credentials, its credentials)`` for ``base_url``; Nones: direct."""
+def proxy_for(base_url: str) -> tuple[URL | None, str | None]:
+    """``(proxy URL without credentials, Proxy-Authorization value)`` for ``base_url``.
+
+    ``(None, None)``: connect directly.
+    """
     url = URL(base_url)
     host = url.host or ""
     if is_loopback_host(host) or urllib.request.proxy_bypass(host):
@@ -47,5 +51,7 @@ def proxy_for(base_url: str) -> tuple[URL | None, BasicAuth | None]:
         )
     auth = None
     if proxy.user is not None or proxy.password is not None:
-        auth = BasicAuth(proxy.user or "", proxy.password or "")
+        # Built here: aiohttp 3.14 deprecates BasicAuth/proxy_auth, 3.9 lacks its replacement.
+        pair = f"{proxy.user or ''}:{proxy.password or ''}".encode()
+        auth = "Basic " + base64.b64encode(pair).decode("ascii")
     return proxy.with_user(None), auth

@@ -73,6 +73,9 @@ class SMHSettings(BaseSettings):
     retry_after_max: float = Field(60.0, ge=0, description="longest Retry-After honoured, s")
     force_close: bool = Field(False, description="one TCP connection per request")
     dns_ttl: int = Field(10, ge=0, description="DNS cache TTL, s")
+    proxy_from_env: bool = Field(
+        True, description="use HTTPS_PROXY/HTTP_PROXY/NO_PROXY (loopback is never proxied)"
+    )
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -55,7 +55,7 @@ def make_tls_files(directory: Path) -> TLSFiles:
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature\n"
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:smh.test\n"
     )
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     ca_ext = ["-subj", "/CN=smh-async test CA", "-addext", "basicConstraints=critical,CA:TRUE"]

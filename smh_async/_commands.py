@@ -109,12 +109,12 @@ class _Reports:
             self.release = ReportWriter(release_path(args.report), append=same)
 
     def open(self, stack: ExitStack) -> None:
-        for writer in (self.main, self.release):
+        for writer, role in ((self.main, "--report"), (self.release, "--wait-release report")):
             if writer is not None:
                 try:
                     stack.enter_context(writer)
                 except OSError as exc:
-                    raise UsageError(f"--report: cannot write {writer.path}: {exc}") from None
+                    raise UsageError(f"{role}: cannot write {writer.path}: {exc}") from None
 
     def options(self) -> dict[str, Any]:
         """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""

@@ -333,6 +333,21 @@ async def test_unusable_file_paths_are_usage_errors_before_any_request(
     assert fake.requests == []
 
 
+async def test_an_unwritable_release_report_is_named_as_such(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--wait-release writes REPORT.release.jsonl; when that cannot be written the error
+    says so (it used to blame --report, whose own file was fine) and no DELETE is sent."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    (tmp_path / "r.release.jsonl").mkdir()
+    proc = await purge(server, *ids, "--report", str(report), "--wait-release", "1")
+    assert proc.returncode == 2, proc.stderr
+    assert b"smh-async: error: --wait-release report: cannot write " in proc.stderr
+    assert b"r.release.jsonl" in proc.stderr and b"Traceback" not in proc.stderr
+    assert deletes(fake) == []
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
 @pytest.mark.parametrize(
     "roles",

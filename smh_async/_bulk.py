@@ -71,6 +71,10 @@ class PurgeRun:
     - ``stop_on_auth``: stop at once when an auth error survives a token re-mint.
     - ``max_spaces``: purge at most this many; if the input holds more, the run ends with
       ``summary.aborted = "max_spaces"`` after those finished.
+    - ``max_duration``: seconds after which no new space is started (in-flight ones get
+      ``grace``), ending with ``summary.aborted = "max_duration"``: a window for nightly
+      runs, like rclone's ``--max-duration``; a resume finishes the rest. Not applied once
+      every space has started, nor to the ``wait_release`` watch that follows.
     - ``grace``: seconds in-flight spaces get after :meth:`stop` before being cancelled.
     - ``on_progress`` / ``progress_interval``: a :class:`ProgressSnapshot` every interval
       and once at the end; ``total`` (or :meth:`set_total`) tells it how many to expect.
@@ -91,6 +95,7 @@ class PurgeRun:
         min_sample: int = 20,
         stop_on_auth: bool = True,
         max_spaces: int | None = None,
+        max_duration: float | None = None,
         grace: float = 10.0,
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 1.0,
@@ -108,6 +113,7 @@ class PurgeRun:
         self.dry_run, self.verify = dry_run, verify
         self.max_failure_rate, self.min_sample = max_failure_rate, min_sample
         self.stop_on_auth, self.max_spaces, self.grace = stop_on_auth, max_spaces, grace
+        self.max_duration = max_duration
         self.progress_interval = progress_interval
         self.release: ReleaseWatcher | None = None
         if wait_release is not None and not dry_run:
@@ -200,7 +206,11 @@ class PurgeRun:
             async with anyio.create_task_group() as outer:
                 if self._on_progress is not None:
                     outer.start_soon(self._progress_loop)
-                await self._purge(space_ids)
+                async with anyio.create_task_group() as timer:
+                    if self.max_duration is not None:
+                        timer.start_soon(self._stop_after, self.max_duration)
+                    await self._purge(space_ids)
+                    timer.cancel_scope.cancel()
                 await self._emit_progress()
                 if self.release is not None and not self.interrupted:
                     self.totals.counters.update(await self.release.wait())
@@ -219,6 +229,14 @@ class PurgeRun:
                 for _ in range(self.concurrency):
                     tg.start_soon(self._work, receive.clone())
                 receive.close()
+
+    async def _stop_after(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        if not self._source_done:  # once every space has started, let them finish
+            library_logger().warning(
+                "purge.max_duration", max_duration_s=seconds, in_flight=self.in_flight
+            )
+            self.stop(reason="max_duration")
 
     async def _progress_loop(self) -> None:
         while True:

@@ -119,6 +119,13 @@ def _run_flags(purge: argparse.ArgumentParser) -> None:
         "--max-spaces", type=int, help="purge at most N spaces; more in the input → exit 3"
     )
     run.add_argument(
+        "--max-duration",
+        type=float,
+        metavar="SECONDS",
+        help="start no new space after SECONDS (in-flight ones get --grace), exit 3; "
+        "--resume finishes the rest",
+    )
+    run.add_argument(
         "--grace",
         type=float,
         default=10.0,

@@ -86,6 +86,8 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
     if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
         raise UsageError("--max-failure-rate must be in (0, 1]")
+    if args.max_duration is not None and args.max_duration <= 0:
+        raise UsageError("--max-duration must be positive")
     for flag in ("max_spaces", "wait_release", "grace", "min_sample", "progress_interval"):
         value = getattr(args, flag)
         if value is not None and value < 0:
@@ -203,6 +205,7 @@ async def _run_purge(
             max_failure_rate=args.max_failure_rate,
             min_sample=args.min_sample,
             max_spaces=args.max_spaces,
+            max_duration=args.max_duration,
             grace=args.grace,
             on_progress=on_progress,
             progress_interval=interval,

@@ -170,10 +170,7 @@ def print_summary(
     release = {k: c[k] for k in ("released", "release_pending", "nothing_to_release", "unknown")}
     if any(release.values()):
         lines.append("release: " + "  ".join(f"{k}: {v}" for k, v in release.items()))
-    if s.aborted:
-        lines.append(f"ABORTED: {s.aborted}")
-    if s.interrupted:
-        lines.append("INTERRUPTED: re-run with --resume REPORT to finish the rest")
+    lines.extend(stop_lines(s.aborted, s.interrupted))
     if s.accepted:
         lines.append("accepted = SMH answered 204; it deletes and releases space asynchronously")
     if report:
@@ -207,3 +204,17 @@ def _human(size: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{size} B"  # pragma: no cover
+
+
+def stop_lines(aborted: str | None, interrupted: bool) -> list[str]:
+    """Why a run stopped early, for the summary (one process or the ``--processes`` parent)."""
+    lines = []
+    if aborted:
+        # A window ran out: nothing is wrong, the rest is simply still to do.
+        hint = (
+            ": re-run with --resume REPORT to finish the rest" if aborted == "max_duration" else ""
+        )
+        lines.append(f"ABORTED: {aborted}{hint}")
+    if interrupted:
+        lines.append("INTERRUPTED: re-run with --resume REPORT to finish the rest")
+    return lines

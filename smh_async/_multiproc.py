@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
-from smh_async._console import PartsProgress
+from smh_async._console import PartsProgress, stop_lines
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
@@ -166,6 +166,7 @@ def run_processes(
         present = [p for p in parts if p.exists()]
         earlier = [target] if append and target is not None and target.exists() else []
         totals = _children_totals(parts) if not earlier and present == parts else None
+        stopped_by = _stop_reasons(parts)
         summary = _merge(earlier, present, target, totals)
         _merge_release_files(present, target, append=bool(earlier))
         for part in present:
@@ -175,6 +176,8 @@ def run_processes(
     elapsed = time.monotonic() - started
     code = exit_code_of(codes)
     result = _summary_dict(summary, elapsed, count, report, code)
+    result["aborted"] = ",".join(stopped_by) or None
+    result["interrupted"] = code == 130
     _print_summary(result)
     if summary_json:
         write_summary_json(summary_json, result)
@@ -190,6 +193,20 @@ def _children_totals(parts: Sequence[Path]) -> list[dict[str, Any]] | None:
         return [json.loads(totals_path(p).read_text(encoding="utf-8")) for p in parts]
     except (OSError, ValueError):
         return None
+
+
+def _stop_reasons(parts: Sequence[Path]) -> list[str]:
+    """Why children stopped early (``max_duration``, ``failure_rate``, …), from the totals
+    of those that left them: the parent's summary says why it exits 3, as one process does."""
+    reasons: set[str] = set()
+    for part in parts:
+        try:
+            reason = json.loads(totals_path(part).read_text(encoding="utf-8")).get("aborted")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(reason, str) and reason:
+            reasons.add(reason)
+    return sorted(reasons)
 
 
 def _merge(
@@ -267,6 +284,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     if result["by_error_code"]:
         codes = ", ".join(f"{c}={n}" for c, n in sorted(result["by_error_code"].items()))
         lines.append(f"failures by code: {codes}")
+    lines.extend(stop_lines(result.get("aborted"), bool(result.get("interrupted"))))
     if result["report"]:
         lines.append(f"report: {result['report']}")
     print("\n".join(lines), flush=True)

@@ -129,6 +129,44 @@ async def test_uvloop_missing_is_a_usage_error_before_any_request(
     assert fake.requests == []
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_max_duration_exits_3_and_resume_finishes_the_rest(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, processes: str
+) -> None:
+    """--max-duration: no new space after the window, exit 3 with the reason and the way on
+    in the summary (also from the --processes parent); a resume finishes the rest, each
+    space emptied exactly once."""
+    ids = fake.add_spaces(LIBRARY, count=150, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(ids) + "\n")
+    report = tmp_path / "r.jsonl"
+    args = ["--spaces-file", str(spaces), "--report", str(report), "--resume", str(report)]
+    args += ["--concurrency", "4", "--processes", processes]
+    totals = tmp_path / "summary.json"
+    first = await purge(server, *args, "--max-duration", "0.5", "--summary-json", str(totals))
+    assert first.returncode == 3, first.stderr
+    assert b"ABORTED: max_duration: re-run with --resume REPORT to finish the rest" in first.stdout
+    written = json.loads(totals.read_text())
+    assert (written["aborted"], written["interrupted"], written["exit_code"]) == (
+        "max_duration",
+        False,
+        3,
+    )
+    done = {r["space_id"] for r in read_report(report)}
+    assert 0 < len(done) < 150
+    second = await purge(server, *args)
+    assert second.returncode == 0, second.stderr
+    assert Counter(deletes(fake)) == Counter(ids)
+    assert summarize_reports([report]).by_outcome == {"accepted": 150}
+
+
+async def test_max_duration_must_be_positive(server: FakeServer) -> None:
+    """--max-duration 0 is a usage error, exit 2."""
+    proc = await purge(server, "space1", "--max-duration", "0")
+    assert proc.returncode == 2 and b"--max-duration must be positive" in proc.stderr
+
+
 async def test_dry_run_sends_no_delete_and_prints_totals(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:

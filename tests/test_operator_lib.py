@@ -89,6 +89,34 @@ async def test_on_progress_reports_the_known_total(fake: FakeSMH, server: FakeSe
 
 
 @pytest.mark.anyio
+async def test_max_duration_stops_launching_and_lets_in_flight_finish(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """After max_duration no space starts; those in flight finish (accepted, not cut);
+    every space that reached the server has one outcome; aborted = "max_duration"."""
+    ids = fake.add_spaces(LIBRARY, count=100, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server, concurrency=4)) as smh:
+        summary = await PurgeRun(smh, max_duration=0.3, on_outcome=outcomes.append).run(ids)
+    sent = [r.space_id for r in fake.requests if r.route == "empty_bin"]
+    assert summary.aborted == "max_duration" and 4 <= summary.total < 100
+    assert sorted(o.space_id for o in outcomes) == sorted(s or "" for s in sent)
+    assert {o.outcome for o in outcomes} == {Outcome.ACCEPTED}
+
+
+@pytest.mark.anyio
+async def test_max_duration_longer_than_the_run_changes_nothing(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """A window that does not run out leaves the run whole and unaborted."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+    async with SMHClient(make_settings(server, concurrency=4)) as smh:
+        summary = await PurgeRun(smh, max_duration=60).run(ids)
+    assert (summary.accepted, summary.aborted) == (30, None)
+
+
+@pytest.mark.anyio
 async def test_target_filter_counts_shard_and_resume_skips(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:

@@ -117,7 +117,7 @@ _FAILED = b'"outcome": "failed"'
 def _code(raw: bytes) -> str:
     try:
         return str(json.loads(raw).get("error_code") or "unknown")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return "unknown"
 
 

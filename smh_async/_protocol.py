@@ -309,7 +309,7 @@ def _error_fields(response: Response) -> tuple[str | None, str, str | None]:
         return None, f"HTTP {response.status} with an empty body", None
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         title = _TITLE.search(body[:65536])
         what = f"non-JSON error body ({ctype or 'no content-type'}, {len(body)} bytes)"
         if title:
@@ -354,7 +354,7 @@ def decode_json(request: Request, response: Response) -> Any:
     """Parse a 2xx JSON body or raise :class:`SMHDecodeError` saying what came instead."""
     try:
         return json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
         ctype = response.header("Content-Type") or "no content-type"
         raise SMHDecodeError(
             f"expected JSON from {request.template}, got {len(response.body)} bytes of {ctype}",
@@ -383,10 +383,21 @@ def _shape_error(request: Request, response: Response, expected: str) -> SMHDeco
 
 
 def _int(request: Request, response: Response, value: Any) -> int:
-    try:
+    """A whole number, as JSON or as a string of digits (SMH sends sizes as strings).
+
+    ``int()`` alone would truncate 1.5, take ``true`` for 1 and raise OverflowError on
+    ``1e999``/``Infinity`` (which Python's json accepts): all refused as a bad reply instead.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():  # False for inf and nan
         return int(value)
-    except (TypeError, ValueError):
-        raise _shape_error(request, response, "an integer byte count") from None
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:  # also over Python's 4,300-digit limit
+            pass
+    raise _shape_error(request, response, "a whole number")
 
 
 def _opt_int(request: Request, response: Response, value: Any) -> int | None:

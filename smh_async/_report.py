@@ -158,7 +158,7 @@ def _lines(path: StrPath) -> Iterator[tuple[bytes, dict[str, Any]]]:
         for raw in f:
             try:
                 row = json.loads(raw.decode("utf-8", "replace"))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
                 continue
             if isinstance(row, dict) and isinstance(row.get("space_id"), str):
                 yield raw, row

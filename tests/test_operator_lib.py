@@ -17,6 +17,7 @@ from smh_async import (
     Shard,
     SMHClient,
     TargetFilter,
+    read_report,
     resume_set,
     shard_of,
     summarize_reports,
@@ -201,3 +202,16 @@ def test_concatenating_shard_parts_equals_the_full_merge(tmp_path: Path) -> None
     rows = [json.loads(line) for line in fast.read_text().splitlines()]  # every line parses
     assert [r["space_id"] for r in rows] == ["a1", "a2", "a3", "b1", "b2"]
     assert rows == [json.loads(line) for line in full.read_text().splitlines()]
+
+
+def test_a_report_line_of_absurdly_nested_json_is_skipped_like_a_torn_one(
+    tmp_path: Path,
+) -> None:
+    """A line of 100,000 nested arrays (a corrupt or hostile file) is skipped by read_report,
+    resume_set and summarize_reports instead of ending the run in a RecursionError."""
+    report = tmp_path / "r.jsonl"
+    good = {"space_id": "s1", "outcome": "accepted"}
+    report.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n" + json.dumps(good).encode() + b"\n")
+    assert list(read_report(report)) == [good]
+    assert "s1" in resume_set([report])
+    assert summarize_reports([report]).by_outcome == {"accepted": 1}

@@ -6,11 +6,14 @@ import email.utils
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smh_async import (
     InvalidSpaceIdError,
     SMHAuthError,
     SMHDecodeError,
+    SMHError,
     SMHNotFoundError,
     SMHRateLimitedError,
     SMHResponseError,
@@ -234,3 +237,84 @@ def test_renew_request_keeps_a_placeholder_not_the_token() -> None:
     """The renew route's path holds a placeholder, filled in only when sending."""
     req = proto.renew_token("lib1")
     assert req.path.endswith(proto.TOKEN_PLACEHOLDER) and req.auth == "path"
+
+
+# ---------------------------------------------------------------- any reply, any body
+
+# The keys the decoders look for, so that generated objects reach past the first check.
+_KEYS = st.sampled_from(
+    ["accessToken", "expiresIn", "list", "spaceId", "userId", "nextMarker", "marker",
+     "contents", "recycledItemId", "size", "totalNum", "capacity", "availableSpace",
+     "code", "message", "requestId", "name", "type"]
+) | st.text(max_size=8)  # fmt: skip
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+_JSON = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=5),
+    max_leaves=20,
+)
+_BODIES = (
+    _JSON.map(lambda v: json.dumps(v).encode())  # Infinity/NaN included, as Python emits them
+    | st.binary(max_size=64)
+    | st.sampled_from([b"", b"  ", b"<html><title>502 Bad Gateway</title></html>", b"{}"])
+)
+_DECODERS = {
+    "token": (proto.create_token("lib1", grant="admin", period=300), proto.decode_token),
+    "spaces": (proto.list_spaces("lib1"), lambda rq, rs: proto.decode_space_page(rq, rs, None)),
+    "bin": (proto.list_recycle_bin("lib1", "space1"), proto.decode_bin_page),
+    "size": (proto.space_size("lib1", "space1"), proto.decode_size),
+    "usage": (proto.usage("lib1", ["space1"]), proto.decode_usage),
+    "empty": (EMPTY, proto.check_empty_bin),
+    "error": (EMPTY, proto.error_from_response),
+}
+
+
+def _decode(which: str, response: Response) -> object:
+    """Run one decoder; an SMHError is an acceptable answer and is returned, not raised."""
+    request, decode = _DECODERS[which]
+    try:
+        return decode(request, response)
+    except SMHError as exc:
+        return exc
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    which=st.sampled_from(sorted(_DECODERS)),
+    status=st.sampled_from([200, 201, 204, 400, 403, 404, 429, 500, 502, 503]),
+    body=_BODIES,
+    retry_after=st.none() | st.text(max_size=40),
+)
+def test_any_reply_decodes_or_raises_an_smh_error(
+    which: str, status: int, body: bytes, retry_after: str | None
+) -> None:
+    """Whatever a server (or something in front of it) answers, a decoder returns a value or
+    raises an SMHError: never a TypeError, OverflowError or the like, which the engine
+    could only report as 'a bug in smh-async'."""
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    _decode(which, Response(status, headers, body))
+
+
+@pytest.mark.parametrize("which", sorted(set(_DECODERS) - {"empty"}))
+def test_absurdly_nested_json_is_a_decode_error_not_a_crash(which: str) -> None:
+    """100,000 nested arrays (a 200 kB body) exhaust json's recursion: still an SMH error
+    (for an error reply: one saying what the body was)."""
+    body = b"[" * 100_000 + b"]" * 100_000
+    result = _decode(which, Response(500 if which == "error" else 200, {}, body))
+    assert isinstance(result, SMHError)
+    if which == "error":
+        assert "JSON" in result.message
+
+
+@pytest.mark.parametrize("value", ["1e999", "-1e999", "Infinity", "NaN", "true", "1.5"])
+def test_a_size_that_is_not_a_whole_number_is_a_decode_error(value: str) -> None:
+    """Infinite, NaN, boolean or fractional byte counts are refused, not truncated or crashed."""
+    body = f'{{"size": {value}}}'.encode()
+    with pytest.raises(SMHDecodeError):
+        proto.decode_size(proto.space_size("lib1", "s"), reply(200, body))

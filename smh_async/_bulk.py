@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -122,6 +122,8 @@ class PurgeRun:
         self.duplicates = self.filtered = self.launched = self.in_flight = 0
         self.aborted: str | None = None
         self.interrupted = False
+        # Why the ids stopped coming (a listing that gave out): raised by run() at the end.
+        self.source_error: Exception | None = None
         self.started_at = 0.0
         self._expected: tuple[int, bool] | None = (total, True) if total is not None else None
         self._source_done = False
@@ -217,6 +219,8 @@ class PurgeRun:
                 outer.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             _raise_single(group)
+        if self.source_error is not None:
+            raise self.source_error
         summary = self.summary()
         log.info("purge.finished", **summary.to_dict())
         return summary
@@ -254,27 +258,36 @@ class PurgeRun:
         batch: list[str] = []
         admitted = 0
         unyielded = 0  # ids read since the producer last waited for room in the queue
+        reading = True  # False while handing a batch over: errors there are not the input's
         async with send:
             with self._producer_scope:
-                async for space_id in aiter_ids(source):
-                    unyielded += 1
-                    if self._admit(space_id):
-                        if self.max_spaces is not None and admitted >= self.max_spaces:
-                            self.aborted = self.aborted or "max_spaces"
-                            break
-                        admitted += 1
-                        batch.append(space_id)
-                        if len(batch) >= batch_size:
-                            if await self._dispatch(batch, send):
-                                unyielded = 0
-                            batch = []
-                    # A full queue makes the producer wait, which lets the workers run; a
-                    # long run of skipped ids (a resume, a shard) must yield by itself.
-                    if unyielded >= IDS_PER_CHECKPOINT:
-                        unyielded = 0
-                        await anyio.lowlevel.checkpoint()
+                try:
+                    async for space_id in aiter_ids(source):
+                        unyielded += 1
+                        if self._admit(space_id):
+                            if self.max_spaces is not None and admitted >= self.max_spaces:
+                                self.aborted = self.aborted or "max_spaces"
+                                break
+                            admitted += 1
+                            batch.append(space_id)
+                            if len(batch) >= batch_size:
+                                reading = False
+                                if await self._dispatch(batch, send):
+                                    unyielded = 0
+                                reading, batch = True, []
+                        # A full queue makes the producer wait, which lets the workers run; a
+                        # long run of skipped ids (a resume, a shard) must yield by itself.
+                        if unyielded >= IDS_PER_CHECKPOINT:
+                            unyielded = 0
+                            await anyio.lowlevel.checkpoint()
+                except Exception as exc:
+                    if not reading:  # not the input's fault: a bug, or a size snapshot
+                        raise
+                    # The listing or the file gave out. Stop reading; what was read is
+                    # still purged, in-flight spaces finish, then run() raises this.
+                    self.source_error = exc
                 await self._dispatch(batch, send)
-                self._source_done = True
+                self._source_done = self.source_error is None
 
     def _admit(self, space_id: str) -> bool:
         if not self._seen.add(str(space_id)):
@@ -442,8 +455,22 @@ async def _next_job(receive: MemoryObjectReceiveStream[Job]) -> Job | None:
 
 
 def _raise_single(group: BaseExceptionGroup[BaseException]) -> None:
-    """Re-raise the one real error of a task group instead of an opaque group (anyio #141)."""
-    real = [e for e in group.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+    """Re-raise the one real error of nested task groups instead of an opaque group
+    (anyio #141): e.g. the ``SMHError`` of a listing that gave out, which callers catch.
+
+    Task groups nest here (run → timer → workers), so the error arrives wrapped once per
+    level; only looking one level down let it escape as an ``ExceptionGroup``.
+    """
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [e for e in _leaves(group) if not isinstance(e, cancelled)]
     if len(real) == 1:
         raise real[0]
     raise group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc

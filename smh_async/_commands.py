@@ -32,7 +32,7 @@ from smh_async._progress import ProgressSnapshot
 from smh_async._report import ReportWriter, release_path, resume_set, write_summary_json
 from smh_async._settings import SMHSettings
 from smh_async._shard import Shard
-from smh_async._targets import TargetFilter, Targets, count_targets
+from smh_async._targets import TargetFilter, Targets, count_targets, file_encoding_problem
 from smh_async.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -82,8 +82,11 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         raise UsageError(
             "give exactly one target: SPACE_ID arguments, --spaces-file PATH|- or --all-spaces"
         )
-    if args.spaces_file and args.spaces_file != "-" and not Path(args.spaces_file).is_file():
-        raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
+    if args.spaces_file and args.spaces_file != "-":
+        if not Path(args.spaces_file).is_file():
+            raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
+        if problem := file_encoding_problem(args.spaces_file):
+            raise UsageError(f"--spaces-file: {problem}")
     if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
         raise UsageError("--max-failure-rate must be in (0, 1]")
     if args.max_duration is not None and args.max_duration <= 0:
@@ -220,6 +223,12 @@ async def _run_purge(
     reasons = {"not in shard": skip.not_in_shard, "already done (resume)": skip.already_done}
     release = str(reports.release.path) if reports.release else None
     print_summary(summary, reports.path, skipped_reasons=reasons, release_report=release)
+    if source_failed:
+        print(
+            "INPUT FAILED: the space listing or spaces file broke off (see purge.source_failed);"
+            " the spaces read before it were purged: re-run with --resume REPORT",
+            flush=True,
+        )
     code = EXIT_FAILED if source_failed and not summary.interrupted else exit_code(summary)
     if args.summary_json:
         extra = {"report": reports.path, "exit_code": code, "skipped_reasons": reasons}

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING
 import anyio
 
 from smh_async._dedupe import FingerprintSet
+from smh_async._errors import SMHConfigError
 from smh_async._shard import Shard
 
 if TYPE_CHECKING:
@@ -41,18 +42,44 @@ __all__ = [
 ]
 
 MAX_LINE = 4096
+UTF8_BOM = b"\xef\xbb\xbf"
+# UTF-16 LE/BE and UTF-32 BE (UTF-32 LE starts like UTF-16 LE).
+WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\0\0\xfe\xff")
+
+
+def unreadable_encoding() -> str:
+    """What to say about a UTF-16/32 spaces file."""
+    return (
+        "the spaces file is UTF-16 or UTF-32 (it starts with that byte-order mark): save it "
+        "as UTF-8 or ASCII, one id per line (in PowerShell: Out-File -Encoding utf8)"
+    )
+
+
+def file_encoding_problem(path: str) -> str | None:
+    """Why the spaces file at ``path`` cannot be read as ids, judged by its first bytes."""
+    with Path(path).open("rb") as f:
+        head = f.read(4)
+    return unreadable_encoding() if head.startswith(WIDE_BOMS) else None
 
 
 def read_space_file(stream: IO[bytes]) -> Iterator[str]:
     """Space ids from a file: one per line, blank lines and ``#`` comments skipped.
 
     Undecodable bytes and over-long lines are passed on (escaped / cut) so that they are
-    rejected per space with a clear reason instead of aborting the run.
+    rejected per space with a clear reason instead of aborting the run. A UTF-8 byte-order
+    mark (Windows editors) is dropped; a UTF-16 or UTF-32 one (PowerShell's ``>``) raises
+    :class:`SMHConfigError`: every id would otherwise be rejected as garbage.
     """
+    first = True
     while True:
         line = stream.readline(MAX_LINE + 1)
         if not line:
             return
+        if first:
+            first = False
+            line = line.removeprefix(UTF8_BOM)
+            if line.startswith(WIDE_BOMS):
+                raise SMHConfigError(unreadable_encoding())
         if len(line) > MAX_LINE and not line.endswith(b"\n"):
             while (rest := stream.readline(1 << 16)) and not rest.endswith(b"\n"):
                 pass

@@ -7,6 +7,7 @@ configuration exits 2 naming the field with nothing sent.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import random
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from smh_async import InvalidSpaceIdError, SMHClient, SMHSettings
+from smh_async import InvalidSpaceIdError, SMHClient, SMHConfigError, SMHSettings
 from smh_async import _protocol as proto
 from smh_async._targets import read_space_file
 from smh_async.testing import FakeServer, FakeSMH
@@ -144,6 +145,46 @@ async def test_binary_spaces_file(fake: FakeSMH, server: FakeServer) -> None:
     assert Counter(str(r["space_id"]) for r in rows) == Counter(expected)
     assert {r["error_code"] for r in rows} <= {"InvalidSpaceId", "SpaceNotFound"}
     assert_only_safe_paths(fake)
+
+
+@pytest.mark.anyio
+async def test_a_utf8_bom_and_crlf_from_a_windows_editor_are_harmless(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """Notepad's UTF-8 with BOM and CRLF: every id purged (the first one used to carry the
+    BOM and fail as InvalidSpaceId), exit 0."""
+    valid = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    Path("spaces.txt").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(valid).encode() + b"\r\n")
+    code, stderr, rows = await run_cli(
+        *cli_base(server, fake.issue_token(LIBRARY)), "--spaces-file", "spaces.txt"
+    )
+    assert code == 0, stderr
+    assert sorted(str(r["space_id"]) for r in rows) == sorted(valid)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+async def test_a_utf16_spaces_file_is_refused_before_anything_is_sent(
+    fake: FakeSMH, server: FakeServer, encoding: str
+) -> None:
+    """PowerShell's ``>`` writes UTF-16: exit 2 saying so and how to fix it (every id would
+    otherwise fail as garbage), no request sent, no report row."""
+    valid = fake.add_spaces(LIBRARY, count=2, items_per_space=1, item_size=10)
+    bom = {"utf-16": "", "utf-16-be": "\ufeff", "utf-32": ""}[encoding]
+    Path("spaces.txt").write_bytes((bom + "\r\n".join(valid) + "\r\n").encode(encoding))
+    code, stderr, rows = await run_cli(
+        *cli_base(server, fake.issue_token(LIBRARY)), "--spaces-file", "spaces.txt"
+    )
+    assert code == 2, stderr
+    assert b"--spaces-file: the spaces file is UTF-16 or UTF-32" in stderr
+    assert rows == [] and fake.requests == []
+
+
+def test_read_space_file_drops_a_utf8_bom_and_refuses_a_utf16_one() -> None:
+    """The line reader itself (also used for stdin): UTF-8 BOM dropped, UTF-16 BOM refused."""
+    assert list(read_space_file(io.BytesIO(b"\xef\xbb\xbfs1\r\ns2\n"))) == ["s1", "s2"]
+    with pytest.raises(SMHConfigError, match="UTF-16"):
+        list(read_space_file(io.BytesIO("s1\ns2\n".encode("utf-16"))))
 
 
 @pytest.mark.anyio

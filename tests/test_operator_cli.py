@@ -82,14 +82,16 @@ async def test_sigint_mid_run_exits_130_and_resume_finishes_the_rest(
     args = [*ids, "--report", str(report), "--resume", str(report), "--concurrency", "4"]
     args += ["--event-loop", event_loop]
     cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args]
-    async with await anyio.open_process(cmd, env=_env(server)) as process:
-        while not report.exists() or len(report.read_text().splitlines()) < 30:
-            await anyio.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        assert process.stdout is not None and process.stderr is not None
-        stdout = b"".join([chunk async for chunk in process.stdout])
-        stderr = b"".join([chunk async for chunk in process.stderr])
-        assert await process.wait() == 130
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as err:  # a file, not a pipe that could fill while stdout is read
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            while not report.exists() or len(report.read_text().splitlines()) < 30:
+                await anyio.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            assert process.stdout is not None
+            stdout = b"".join([chunk async for chunk in process.stdout])
+            assert await process.wait() == 130
+    stderr = log.read_bytes()
     assert b"INTERRUPTED" in stdout and SECRET.encode() not in stdout
     plan = [json.loads(x) for x in stderr.splitlines() if b'"purge.plan"' in x]
     assert [p["event_loop"] for p in plan] == [event_loop]
@@ -159,6 +161,41 @@ async def test_max_duration_exits_3_and_resume_finishes_the_rest(
     assert second.returncode == 0, second.stderr
     assert Counter(deletes(fake)) == Counter(ids)
     assert summarize_reports([report]).by_outcome == {"accepted": 150}
+
+
+async def test_a_listing_that_gives_out_mid_run_exits_1_and_resume_finishes(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--all-spaces whose second listing page fails (a 400, not retried): the first page's
+    spaces are purged and reported, the summary says the input broke off, exit 1, no
+    traceback (it used to end in an ExceptionGroup traceback); a resume finishes the rest."""
+    ids = fake.add_spaces(LIBRARY, count=1500, items_per_space=1, item_size=10)
+    fake.latency = 0.002
+    report = tmp_path / "r.jsonl"
+    args = ["--all-spaces", "--report", str(report), "--resume", str(report), "--no-progress"]
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args]
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as err:  # a file: 1,000 log lines would fill a pipe nobody reads yet
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            while not any(r.route == "space_list" for r in fake.requests):
+                await anyio.sleep(0.01)
+            fault = fake.add_fault(
+                Fault("status", status=400, code="ParamInvalid", route="space_list")
+            )
+            assert process.stdout is not None
+            stdout = b"".join([chunk async for chunk in process.stdout])
+            assert await process.wait() == 1
+    stderr = log.read_bytes()
+    assert fault.applied == 1 and b"Traceback" not in stderr
+    assert b"INPUT FAILED" in stdout
+    failed = [json.loads(x) for x in stderr.splitlines() if b'"purge.source_failed"' in x]
+    assert [e["error_code"] for e in failed] == ["ParamInvalid"]
+    first = [r for r in read_report(report)]
+    assert len(first) == 1000 and {r["outcome"] for r in first} == {"accepted"}
+    fake.clear_faults()
+    proc = await purge(server, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert Counter(deletes(fake)) == Counter(ids)
 
 
 async def test_max_duration_must_be_positive(server: FakeServer) -> None:

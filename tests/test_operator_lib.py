@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from smh_async import (
     ReportWriter,
     Shard,
     SMHClient,
+    SMHServerError,
     TargetFilter,
     read_report,
     resume_set,
@@ -104,6 +106,32 @@ async def test_max_duration_stops_launching_and_lets_in_flight_finish(
     assert summary.aborted == "max_duration" and 4 <= summary.total < 100
     assert sorted(o.space_id for o in outcomes) == sorted(s or "" for s in sent)
     assert {o.outcome for o in outcomes} == {Outcome.ACCEPTED}
+
+
+@pytest.mark.anyio
+async def test_a_source_that_gives_out_raises_its_error_after_the_started_spaces_finish(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """An id source failing mid-run (a listing that gave out) stops the reading; the ids read
+    before it are purged to the end (not cut off as Interrupted) and then its SMHError is
+    raised as such: it used to escape wrapped in an ExceptionGroup."""
+    ids = fake.add_spaces(LIBRARY, count=6, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+
+    async def source() -> AsyncIterator[str]:
+        for space_id in ids[:5]:
+            yield space_id
+        raise SMHServerError("listing gave out", status=503, code="ServiceUnavailable")
+
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server, concurrency=8)) as smh:
+        with pytest.raises(SMHServerError, match="listing gave out"):
+            await smh.purge_all(source(), on_outcome=outcomes.append)
+    assert sorted(o.space_id for o in outcomes) == sorted(ids[:5])
+    assert {o.outcome for o in outcomes} == {Outcome.ACCEPTED}
+    assert sorted(r.space_id or "" for r in fake.requests if r.route == "empty_bin") == sorted(
+        ids[:5]
+    )
 
 
 @pytest.mark.anyio

@@ -60,6 +60,9 @@ class PurgeRun:
 
     - ``concurrency``: workers, i.e. requests in flight at most (default: settings).
     - ``on_outcome``: called (sync or async) with each :class:`PurgeOutcome` as it finishes.
+      If it raises (a report that cannot be written), the run stops launching, in-flight
+      spaces finish, and :meth:`run` raises that exception at the end
+      (``summary().aborted == "on_outcome_failed"``).
     - ``skip``: predicate; ids for which it returns True are not touched and get no outcome
       (resume sets, shard filters).
     - ``dry_run``: list each bin's item count and bytes instead of emptying it.
@@ -122,8 +125,10 @@ class PurgeRun:
         self.duplicates = self.filtered = self.launched = self.in_flight = 0
         self.aborted: str | None = None
         self.interrupted = False
-        # Why the ids stopped coming (a listing that gave out): raised by run() at the end.
+        # Why the ids stopped coming (a listing that gave out), or what on_outcome raised:
+        # raised by run() once the spaces already started have finished.
         self.source_error: Exception | None = None
+        self.callback_error: Exception | None = None
         self.started_at = 0.0
         self._expected: tuple[int, bool] | None = (total, True) if total is not None else None
         self._source_done = False
@@ -221,6 +226,8 @@ class PurgeRun:
             _raise_single(group)
         if self.source_error is not None:
             raise self.source_error
+        if self.callback_error is not None:
+            raise self.callback_error
         summary = self.summary()
         log.info("purge.finished", **summary.to_dict())
         return summary
@@ -398,12 +405,30 @@ class PurgeRun:
             attempts=outcome.attempts,
             elapsed_ms=round(outcome.elapsed_ms, 1),
         )
-        result = self._on_outcome(outcome) if self._on_outcome is not None else None
+        result = None
+        if self._on_outcome is not None:
+            try:
+                result = self._on_outcome(outcome)
+            except Exception as exc:
+                self._callback_failed(exc)
         if failed:
             self._check_thresholds(outcome)
         if result is not None and inspect.isawaitable(result):
-            return result
+            return self._await_callback(result)
         return None
+
+    async def _await_callback(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """on_outcome raised: without the record of outcomes (the report), stop launching."""
+        if self.callback_error is None:
+            self.callback_error = exc
+            library_logger().error("purge.on_outcome_failed", error=f"{type(exc).__name__}: {exc}")
+        self.stop(reason="on_outcome_failed")
 
     def _check_thresholds(self, outcome: PurgeOutcome) -> None:
         if self._stopping:

@@ -34,6 +34,7 @@ from smh_async._settings import SMHSettings
 from smh_async._shard import Shard
 from smh_async._targets import TargetFilter, Targets, count_targets, file_encoding_problem
 from smh_async.cli import (
+    EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
@@ -120,6 +121,10 @@ class _Reports:
                     stack.enter_context(writer)
                 except OSError as exc:
                     raise UsageError(f"{role}: cannot write {writer.path}: {exc}") from None
+
+    def failed(self, exc: BaseException) -> ReportWriter | None:
+        """The writer whose failed write raised ``exc``, if one did."""
+        return next((w for w in (self.main, self.release) if w and w.error is exc), None)
 
     def options(self) -> dict[str, Any]:
         """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""
@@ -216,20 +221,33 @@ async def _run_purge(
         )
         with ExitStack() as stack:
             reports.open(stack)
-            source_failed = await _drive(run, targets, client, skip, count=on_progress is not None)
+            failure = await _drive(
+                run, targets, client, skip, reports, count=on_progress is not None
+            )
     if status is not None:
         status.close()
     summary = run.summary()
     reasons = {"not in shard": skip.not_in_shard, "already done (resume)": skip.already_done}
     release = str(reports.release.path) if reports.release else None
     print_summary(summary, reports.path, skipped_reasons=reasons, release_report=release)
-    if source_failed:
+    if failure == "source":
         print(
             "INPUT FAILED: the space listing or spaces file broke off (see purge.source_failed);"
             " the spaces read before it were purged: re-run with --resume REPORT",
             flush=True,
         )
-    code = EXIT_FAILED if source_failed and not summary.interrupted else exit_code(summary)
+    elif failure is not None:  # the path of a report that could not be written
+        print(
+            f"REPORT FAILED: cannot write {failure}, so the run was stopped. Spaces finished "
+            "after its last readable row are only in the log (purge.space events); resume "
+            "from it into a new --report once there is room",
+            flush=True,
+        )
+    code = exit_code(summary)
+    if failure == "source" and not summary.interrupted:
+        code = EXIT_FAILED
+    elif failure is not None and failure != "source":
+        code = EXIT_ABORTED
     if args.summary_json:
         extra = {"report": reports.path, "exit_code": code, "skipped_reasons": reasons}
         try:
@@ -240,9 +258,19 @@ async def _run_purge(
 
 
 async def _drive(
-    run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter, *, count: bool
-) -> bool:
-    """Run the purge with the signal watcher (and the counting pass); True if input failed."""
+    run: PurgeRun,
+    targets: Targets,
+    client: SMHClient,
+    skip: TargetFilter,
+    reports: _Reports,
+    *,
+    count: bool,
+) -> str | None:
+    """Run the purge with the signal watcher (and the counting pass).
+
+    Returns None, ``"source"`` if the input gave out, or the path of a report file that
+    could not be written (the run stopped then).
+    """
     log = structlog.get_logger("smh_async.cli")
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, run, tg.cancel_scope)
@@ -253,9 +281,16 @@ async def _drive(
         except SMHError as exc:  # the listing or the file gave out: the target set is partial
             log.error("purge.source_failed", error_code=exc.code, error=str(exc))
             tg.cancel_scope.cancel()
-            return True
+            return "source"
+        except OSError as exc:
+            writer = reports.failed(exc)
+            if writer is None:
+                raise
+            log.error("purge.report_failed", path=str(writer.path), error=str(exc))
+            tg.cancel_scope.cancel()
+            return f"{writer.path}: {exc.strerror or exc}"
         tg.cancel_scope.cancel()
-    return False
+    return None
 
 
 async def _count(run: PurgeRun, targets: Targets, client: SMHClient, skip: TargetFilter) -> None:

@@ -32,6 +32,7 @@ from smh_async._report import (
     ReportSummary,
     concatenate_reports,
     copy_reports,
+    is_regular_or_missing,
     release_path,
     resume_set,
     summarize_reports,
@@ -154,7 +155,9 @@ def run_processes(
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="smh-async-parts-") as scratch:
         target = Path(report) if report else None
-        base = target.parent if target else Path(scratch)
+        # Parts beside the report (same file system), unless it is /dev/stdout or the like.
+        beside = target is not None and is_regular_or_missing(target)
+        base = target.resolve().parent if target and beside else Path(scratch)
         name = target.name if target else "report.jsonl"
         parts = [base / f"{name}.part{i}of{count}" for i in range(count)]
         # Leftovers of an earlier run killed before its merge must not be merged (or counted)

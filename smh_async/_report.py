@@ -9,9 +9,11 @@ sibling file (:func:`release_path`) so the main report keeps exactly one row per
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import stat
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -97,6 +99,9 @@ class ReportWriter:
         self._file: IO[str] | None = None
         self._append = append
         self.rows = 0
+        # The first write that failed (a full disk, a lost mount): raised to the caller then,
+        # and the reason close() does not raise the same thing again.
+        self.error: OSError | None = None
 
     def __repr__(self) -> str:
         return f"ReportWriter({str(self.path)!r}, rows={self.rows})"
@@ -126,17 +131,29 @@ class ReportWriter:
     def _write_line(self, text: str) -> None:
         if self._file is None:
             raise RuntimeError("ReportWriter is not open")
-        self._file.write(text + "\n")
-        self._file.flush()
+        try:
+            self._file.write(text + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
         self.rows += 1
 
     def close(self) -> None:
-        """Flush to disk and close."""
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        """Flush to disk and close (after a failed write: as far as it goes, without raising)."""
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        try:
+            file.flush()
+            if stat.S_ISREG(os.fstat(file.fileno()).st_mode):  # a pipe or tty: EINVAL
+                os.fsync(file.fileno())
+        except OSError:
+            if self.error is None:
+                raise
+        finally:
+            with contextlib.suppress(OSError):  # the flush inside close() fails the same way
+                file.close()
 
 
 def release_path(report: StrPath) -> Path:
@@ -243,8 +260,19 @@ def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None)
 def _replacing(output: StrPath, mode: str) -> Iterator[IO[Any]]:
     """Write ``output`` beside itself and move it into place once complete, so the output
     may be one of the inputs being read (``report r.jsonl --output r.jsonl``) and a failed
-    merge leaves the old file as it was."""
+    merge leaves the old file as it was.
+
+    Only a regular file is replaced. ``/dev/stdout``, ``/dev/null``, a FIFO or a terminal is
+    written to as it is: moving a file onto it would replace the device node itself (as
+    root, e.g. in a container, ``--summary-json /dev/stdout`` replaced ``/dev/stdout``). A
+    symbolic link keeps pointing where it did; the file it names is replaced.
+    """
     target = Path(output)
+    if not is_regular_or_missing(target):
+        with open(target, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+        return
+    target = target.resolve() if target.is_symlink() else target
     partial = target.with_name(target.name + ".partial")
     try:
         with open(partial, mode, encoding=None if "b" in mode else "utf-8") as f:
@@ -253,6 +281,14 @@ def _replacing(output: StrPath, mode: str) -> Iterator[IO[Any]]:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, target)
+
+
+def is_regular_or_missing(path: StrPath) -> bool:
+    """True unless ``path`` (followed through links) is a device, FIFO, socket or directory."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
 
 
 def copy_reports(paths: Sequence[StrPath], output: StrPath) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -196,6 +197,26 @@ async def test_a_listing_that_gives_out_mid_run_exits_1_and_resume_finishes(
     proc = await purge(server, *args)
     assert proc.returncode == 0, proc.stderr
     assert Counter(deletes(fake)) == Counter(ids)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_report_on_a_full_disk_stops_the_run_with_exit_3(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """--report on a full disk (/dev/full: every write is ENOSPC): the run stops launching,
+    in-flight spaces finish and are logged, the summary says REPORT FAILED, exit 3, no
+    traceback (it used to end in one, with no summary)."""
+    ids = fake.add_spaces(LIBRARY, count=300, items_per_space=1, item_size=10)
+    fake.latency = 0.01
+    proc = await purge(server, *ids, "--report", "/dev/full", "--concurrency", "8")
+    assert proc.returncode == 3, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert b"REPORT FAILED: cannot write /dev/full: No space left on device" in proc.stdout
+    sent = deletes(fake)
+    assert 0 < len(sent) <= 8 + 1  # what was in flight when the first row failed
+    logged = [str(e["space_id"]) for e in events(proc, "purge.space")]
+    assert sorted(logged) == sorted(sent)  # nothing done without a trace
+    assert [e["path"] for e in events(proc, "purge.report_failed")] == ["/dev/full"]
 
 
 async def test_max_duration_must_be_positive(server: FakeServer) -> None:
@@ -449,3 +470,48 @@ async def test_an_output_that_is_also_an_input_is_refused(
     assert proc.returncode == 2, proc.stderr
     assert b"it would be overwritten" in proc.stderr
     assert shared.read_bytes() == before and fake.requests == []
+
+
+def _device_node(path: Path) -> Path:
+    """A character device like /dev/null, made in the test's own directory (root only), so
+    that a bug replacing it cannot touch the machine's /dev."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root (CI runs as root)")
+    return path
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_outputs_that_are_devices_are_written_to_not_replaced(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, processes: str
+) -> None:
+    """--report and --summary-json naming a device (as /dev/stdout or /dev/null would):
+    written to, never replaced by a regular file (the atomic move did that, so as root
+    '--summary-json /dev/stdout' replaced /dev/stdout), and no part files beside it."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    devices = tmp_path / "dev"
+    devices.mkdir()
+    report, summary = _device_node(devices / "report"), _device_node(devices / "summary")
+    proc = await purge(
+        server, *ids, "--report", str(report), "--summary-json", str(summary),
+        "--processes", processes,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISCHR(report.stat().st_mode) and stat.S_ISCHR(summary.stat().st_mode)
+    assert sorted(p.name for p in devices.iterdir()) == ["report", "summary"]
+
+
+async def test_an_output_that_is_a_symlink_stays_a_symlink(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A --summary-json that is a symbolic link: the file it names gets the summary, the
+    link itself is kept (the atomic move used to replace the link with a file)."""
+    sid = fake.add_space(LIBRARY)
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real)
+    proc = await purge(server, sid, "--summary-json", str(link))
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and json.loads(real.read_text())["accepted"] == 1

@@ -135,6 +135,34 @@ async def test_a_source_that_gives_out_raises_its_error_after_the_started_spaces
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_an_on_outcome_that_raises_stops_the_run_and_is_raised(
+    fake: FakeSMH, server: FakeServer, kind: str
+) -> None:
+    """A callback that fails (a report on a full disk) stops launching; spaces in flight
+    finish and are still handed over; run() raises the callback's own error at the end."""
+    ids = fake.add_spaces(LIBRARY, count=200, items_per_space=1, item_size=10)
+    fake.latency = 0.02
+    seen: list[str] = []
+
+    def record(outcome: PurgeOutcome) -> None:
+        seen.append(outcome.space_id)
+        if len(seen) >= 3:
+            raise OSError(28, "No space left on device")
+
+    async def record_async(outcome: PurgeOutcome) -> None:
+        record(outcome)
+
+    async with SMHClient(make_settings(server, concurrency=4)) as smh:
+        run = PurgeRun(smh, on_outcome=record if kind == "sync" else record_async)
+        with pytest.raises(OSError, match="No space left"):
+            await run.run(ids)
+    sent = [r.space_id or "" for r in fake.requests if r.route == "empty_bin"]
+    assert sorted(seen) == sorted(sent) and 3 <= len(sent) <= 3 + 4
+    assert run.summary().aborted == "on_outcome_failed"
+
+
+@pytest.mark.anyio
 async def test_max_duration_longer_than_the_run_changes_nothing(
     fake: FakeSMH, server: FakeServer
 ) -> None:

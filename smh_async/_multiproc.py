@@ -181,6 +181,7 @@ def run_processes(
     result = _summary_dict(summary, elapsed, count, report, code)
     result["aborted"] = ",".join(stopped_by) or None
     result["interrupted"] = code == 130
+    result["broken_processes"] = _broken(codes)
     _print_summary(result)
     if summary_json:
         write_summary_json(summary_json, result)
@@ -196,6 +197,24 @@ def _children_totals(parts: Sequence[Path]) -> list[dict[str, Any]] | None:
         return [json.loads(totals_path(p).read_text(encoding="utf-8")) for p in parts]
     except (OSError, ValueError):
         return None
+
+
+def _broken(codes: Sequence[int]) -> list[str]:
+    """Children that ended in no documented way (killed, crashed), as ``"1/2 killed by
+    SIGKILL"``: whatever they had not finished is in no report row."""
+    broken = []
+    for index, code in enumerate(codes):
+        if code in _SEVERITY:
+            continue
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with {code}"
+        broken.append(f"{index}/{len(codes)} {how}")
+    return broken
 
 
 def _stop_reasons(parts: Sequence[Path]) -> list[str]:
@@ -288,6 +307,11 @@ def _print_summary(result: dict[str, Any]) -> None:
         codes = ", ".join(f"{c}={n}" for c, n in sorted(result["by_error_code"].items()))
         lines.append(f"failures by code: {codes}")
     lines.extend(stop_lines(result.get("aborted"), bool(result.get("interrupted"))))
+    for shard in result.get("broken_processes") or ():
+        lines.append(
+            f"PROCESS FAILED: shard {shard}; the spaces it had not finished are in no report "
+            "row: re-run with --resume REPORT to finish them"
+        )
     if result["report"]:
         lines.append(f"report: {result['report']}")
     print("\n".join(lines), flush=True)

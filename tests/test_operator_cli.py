@@ -3,6 +3,7 @@ reports, resume after SIGINT, dry run, shards, rate cap, thresholds, release, ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -515,3 +516,46 @@ async def test_an_output_that_is_a_symlink_stays_a_symlink(
     proc = await purge(server, sid, "--summary-json", str(link))
     assert proc.returncode == 0, proc.stderr
     assert link.is_symlink() and json.loads(real.read_text())["accepted"] == 1
+
+
+def _pids_with_args(*needle: str) -> list[int]:
+    """Processes whose command line contains ``needle`` as consecutive arguments."""
+    want = "\0".join(needle).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if want in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+async def test_a_killed_process_is_named_in_the_parent_summary(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--processes 2 with one child killed (SIGKILL, as the OOM killer does): exit 1 and
+    the summary names the shard and the way on (it used to say 'accepted N, failed 0' and
+    exit 1 with no reason); a resume finishes every space."""
+    ids = fake.add_spaces(LIBRARY, count=400, items_per_space=1, item_size=10)
+    fake.latency = 0.02
+    report, totals = tmp_path / "r.jsonl", tmp_path / "summary.json"
+    args = ["--all-spaces", "--report", str(report), "--resume", str(report), "--no-progress"]
+    args += ["--concurrency", "2", "--processes", "2"]
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args]
+    cmd += ["--summary-json", str(totals)]
+    part = tmp_path / "r.jsonl.part1of2"
+    with (tmp_path / "stderr.log").open("wb") as err:
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            while not part.exists() or len(part.read_bytes().splitlines()) < 5:
+                await anyio.sleep(0.02)
+            for pid in _pids_with_args("--shard", "1/2"):
+                os.kill(pid, signal.SIGKILL)
+            assert process.stdout is not None
+            stdout = b"".join([chunk async for chunk in process.stdout])
+            assert await process.wait() == 1
+    assert b"PROCESS FAILED: shard 1/2 killed by SIGKILL" in stdout
+    assert json.loads(totals.read_text())["broken_processes"] == ["1/2 killed by SIGKILL"]
+    proc = await purge(server, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert set(deletes(fake)) == set(ids)
+    assert summarize_reports([report]).by_outcome == {"accepted": 400}

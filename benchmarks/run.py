@@ -132,7 +132,7 @@ def memory(base_url: str, scratch: Path, results: Results) -> None:
 
 
 def multi_process(
-    base_url: str, scratch: Path, results: Results, reps: int = max(3, REPS // 2)
+    base_url: str, scratch: Path, results: Results, reps: int = REPS
 ) -> None:
     """``purge --processes 2`` (both cores, shared with nginx) vs one bare aiohttp process."""
     ids = write_ids(scratch / "ids-multi.txt", MULTI_REQUESTS)

@@ -131,9 +131,7 @@ def memory(base_url: str, scratch: Path, results: Results) -> None:
         log(f"memory {size:,} done")
 
 
-def multi_process(
-    base_url: str, scratch: Path, results: Results, reps: int = REPS
-) -> None:
+def multi_process(base_url: str, scratch: Path, results: Results, reps: int = REPS) -> None:
     """``purge --processes 2`` (both cores, shared with nginx) vs one bare aiohttp process."""
     ids = write_ids(scratch / "ids-multi.txt", MULTI_REQUESTS)
     t = c.Target(base_url, ids, 256, scratch)

@@ -170,18 +170,27 @@ def run_processes(
         earlier = [target] if append and target is not None and target.exists() else []
         totals = _children_totals(parts) if not earlier and present == parts else None
         stopped_by = _stop_reasons(parts)
-        summary = _merge(earlier, present, target, totals)
-        _merge_release_files(present, target, append=bool(earlier))
-        for part in present:
-            part.unlink()
+        merge_failed = None
+        try:
+            summary = _merge(earlier, present, target, totals)
+            _merge_release_files(present, target, append=bool(earlier))
+        except OSError as exc:  # a full disk: the parts hold every row, so they stay
+            merge_failed = f"cannot write {target}: {exc.strerror or exc}"
+            summary = summarize_reports([*earlier, *present])
+        else:
+            for part in present:
+                part.unlink()
         for path in map(totals_path, parts):
             path.unlink(missing_ok=True)
     elapsed = time.monotonic() - started
-    code = exit_code_of(codes)
+    code = exit_code_of([*codes, 3] if merge_failed else codes)
     result = _summary_dict(summary, elapsed, count, report, code)
     result["aborted"] = ",".join(stopped_by) or None
     result["interrupted"] = code == 130
     result["broken_processes"] = _broken(codes)
+    if merge_failed:
+        result["report_failed"] = merge_failed
+        result["report_parts"] = [str(p) for p in (*earlier, *present)]
     _print_summary(result)
     if summary_json:
         write_summary_json(summary_json, result)
@@ -307,6 +316,12 @@ def _print_summary(result: dict[str, Any]) -> None:
         codes = ", ".join(f"{c}={n}" for c, n in sorted(result["by_error_code"].items()))
         lines.append(f"failures by code: {codes}")
     lines.extend(stop_lines(result.get("aborted"), bool(result.get("interrupted"))))
+    if result.get("report_failed"):
+        parts = " ".join(result["report_parts"])
+        lines.append(
+            f"REPORT FAILED: {result['report_failed']}. Every row is kept in {parts}: "
+            f"'smh-async report {parts} --output {result['report']}' merges them once there is room"
+        )
     for shard in result.get("broken_processes") or ():
         lines.append(
             f"PROCESS FAILED: shard {shard}; the spaces it had not finished are in no report "

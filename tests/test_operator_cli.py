@@ -559,3 +559,26 @@ async def test_a_killed_process_is_named_in_the_parent_summary(
     assert proc.returncode == 0, proc.stderr
     assert set(deletes(fake)) == set(ids)
     assert summarize_reports([report]).by_outcome == {"accepted": 400}
+
+
+async def test_a_failed_merge_keeps_the_parts_and_says_how_to_merge_them(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--processes whose merged report cannot be written (here a directory sits where the
+    merge writes; a full disk does the same): exit 3, REPORT FAILED with the command that
+    merges the kept parts, counts read from the parts, no traceback (it used to end in one
+    with no summary); that command then gives every space its row."""
+    ids = fake.add_spaces(LIBRARY, count=60, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    (tmp_path / "r.jsonl.partial").mkdir()  # where the merge writes before moving into place
+    proc = await purge(server, *ids, "--report", str(report), "--processes", "2")
+    assert proc.returncode == 3, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert b"spaces: 60  accepted: 60" in proc.stdout
+    assert b"REPORT FAILED: cannot write " in proc.stdout
+    parts = sorted(tmp_path.glob("r.jsonl.part*of2"))
+    assert len(parts) == 2 and not report.exists()
+    (tmp_path / "r.jsonl.partial").rmdir()
+    merge = [sys.executable, "-m", "smh_async", "report", *map(str, parts), "--output", str(report)]
+    assert (await anyio.run_process(merge, check=False)).returncode == 0
+    assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)

@@ -29,7 +29,13 @@ from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._progress import ProgressSnapshot
-from smh_async._report import ReportWriter, release_path, resume_set, write_summary_json
+from smh_async._report import (
+    ReportWriter,
+    is_regular_or_missing,
+    release_path,
+    resume_set,
+    write_summary_json,
+)
 from smh_async._settings import SMHSettings
 from smh_async._shard import Shard
 from smh_async._targets import TargetFilter, Targets, count_targets, file_encoding_problem
@@ -110,9 +116,13 @@ class _Reports:
         self.path: str | None = args.report
         same = bool(args.resume and args.report) and same_file(args.resume, args.report)
         self.main = ReportWriter(args.report, append=same) if args.report else None
-        self.release = None
+        self.release = None  # a sibling file; rows of its own kind, merged apart by `report`
+        self.release_into_main = False
         if args.report and args.wait_release is not None and not args.dry_run:
-            self.release = ReportWriter(release_path(args.report), append=same)
+            if is_regular_or_missing(args.report):
+                self.release = ReportWriter(release_path(args.report), append=same)
+            else:  # /dev/stdout and the like have no sibling: same stream, not a file in /dev
+                self.release_into_main = True
 
     def open(self, stack: ExitStack) -> None:
         for writer, role in ((self.main, "--report"), (self.release, "--wait-release report")):
@@ -128,7 +138,7 @@ class _Reports:
 
     def options(self) -> dict[str, Any]:
         """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""
-        release = self.release
+        release = self.main if self.release_into_main else self.release
         return {
             "on_outcome": self.main.write if self.main else None,
             "on_release": (lambda r: release.write_record(r.to_record())) if release else None,

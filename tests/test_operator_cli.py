@@ -489,14 +489,15 @@ async def test_outputs_that_are_devices_are_written_to_not_replaced(
 ) -> None:
     """--report and --summary-json naming a device (as /dev/stdout or /dev/null would):
     written to, never replaced by a regular file (the atomic move did that, so as root
-    '--summary-json /dev/stdout' replaced /dev/stdout), and no part files beside it."""
+    '--summary-json /dev/stdout' replaced /dev/stdout), and no part or --wait-release
+    sibling files beside it (the release rows go to the same stream)."""
     ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
     devices = tmp_path / "dev"
     devices.mkdir()
     report, summary = _device_node(devices / "report"), _device_node(devices / "summary")
     proc = await purge(
         server, *ids, "--report", str(report), "--summary-json", str(summary),
-        "--processes", processes,
+        "--processes", processes, "--wait-release", "3",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert stat.S_ISCHR(report.stat().st_mode) and stat.S_ISCHR(summary.stat().st_mode)

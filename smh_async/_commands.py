@@ -90,9 +90,13 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
             "give exactly one target: SPACE_ID arguments, --spaces-file PATH|- or --all-spaces"
         )
     if args.spaces_file and args.spaces_file != "-":
-        if not Path(args.spaces_file).is_file():
+        source = Path(args.spaces_file)
+        if not source.exists():
             raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
-        if problem := file_encoding_problem(args.spaces_file):
+        if source.is_dir():
+            raise UsageError(f"--spaces-file: {args.spaces_file} is a directory")
+        # A pipe (bash's <(...)) is read once, as it comes: nothing may be peeked at first.
+        if source.is_file() and (problem := file_encoding_problem(args.spaces_file)):
             raise UsageError(f"--spaces-file: {problem}")
     if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
         raise UsageError("--max-failure-rate must be in (0, 1]")

@@ -98,8 +98,9 @@ class Targets:
 
     @property
     def rereadable(self) -> bool:
-        """Whether a second pass (for counting) sees the same ids: everything but stdin."""
-        return self.file != "-"
+        """Whether a second pass (for counting) sees the same ids: not stdin, not a pipe
+        such as bash's ``<(...)``, which the counting pass would drain."""
+        return self.file is None or (self.file != "-" and Path(self.file).is_file())
 
     async def iterate(self, client: SMHClient) -> AsyncIterator[str]:
         """The ids, lazily (a file is read line by line, the listing page by page)."""

@@ -83,8 +83,15 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
 
     if not 1 < args.processes <= 256:
         raise UsageError("--processes must be between 1 and 256")
-    if args.spaces_file == "-" or args.shard:
-        raise UsageError("--processes cannot read --spaces-file - (stdin) or take --shard")
+    if args.shard:
+        raise UsageError("--processes cannot take --shard (it makes the shards itself)")
+    if args.spaces_file and args.spaces_file != "-" and not Path(args.spaces_file).exists():
+        raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
+    if args.spaces_file == "-" or (args.spaces_file and not Path(args.spaces_file).is_file()):
+        # Every process reads the whole input to find its shard: a pipe can be read once.
+        raise UsageError(
+            "--processes needs --spaces-file to be a regular file (not stdin or a pipe)"
+        )
     check_files(args)
     _loop_options(args)  # before spawning: each child would fail the same way
     if args.max_spaces is not None:

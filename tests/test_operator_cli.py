@@ -583,3 +583,29 @@ async def test_a_failed_merge_keeps_the_parts_and_says_how_to_merge_them(
     merge = [sys.executable, "-m", "smh_async", "report", *map(str, parts), "--output", str(report)]
     assert (await anyio.run_process(merge, check=False)).returncode == 0
     assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
+
+
+async def test_a_spaces_file_that_is_a_pipe_is_read_once_in_full(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--spaces-file <(generate-ids) hands over a pipe: it used to be refused as 'no such
+    file' (and the progress count would have drained half of it). Every id is purged once;
+    --processes, which needs to read the input once per process, refuses it with exit 2."""
+    ids = fake.add_spaces(LIBRARY, count=300, items_per_space=1, item_size=10)
+    fifo = tmp_path / "ids.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("w") as f:  # blocks until the CLI opens it for reading
+            f.write("\n".join(ids) + "\n")
+
+    report = tmp_path / "r.jsonl"
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, feed)
+        proc = await purge(server, "--spaces-file", str(fifo), "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert Counter(deletes(fake)) == Counter(ids)
+    assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
+    refused = await purge(server, "--spaces-file", str(fifo), "--processes", "2")
+    assert refused.returncode == 2
+    assert b"--processes needs --spaces-file to be a regular file" in refused.stderr

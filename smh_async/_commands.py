@@ -27,7 +27,7 @@ from smh_async._client import SMHClient
 from smh_async._console import ProgressLog, StatusLine, print_summary
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
-from smh_async._logging import Redactor, configure_cli_logging
+from smh_async._logging import Redactor, SafeStream, configure_cli_logging
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
     ReportWriter,
@@ -69,11 +69,13 @@ def _secrets(settings: SMHSettings) -> list[str]:
     return [s.get_secret_value() for s in (settings.access_token, settings.library_secret) if s]
 
 
-def _setup(args: argparse.Namespace, status: StatusLine | None = None) -> SMHSettings:
+def _setup(
+    args: argparse.Namespace, err: SafeStream, status: StatusLine | None = None
+) -> SMHSettings:
     settings = load_settings(args)
     level = args.log_level or ("warning" if status is not None else "info")
     # StatusLine is file-like (write/flush/isatty), which is all structlog's WriteLogger uses.
-    stream = cast("TextIO | None", status)
+    stream = cast("TextIO", status if status is not None else err)
     configure_cli_logging(
         fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
     )
@@ -194,8 +196,12 @@ def _tuned_gc() -> Iterator[None]:
 async def purge_command(args: argparse.Namespace) -> int:
     """``smh-async purge`` in one process."""
     shard = _check_args(args)
-    status = StatusLine(sys.stderr) if shows_status_line(args) else None
-    settings = _setup(args, status)
+    # Logs and the live line survive a reader that goes away (see SafeStream); so does the
+    # summary on stdout.
+    err = SafeStream(sys.stderr)
+    sys.stdout = cast("TextIO", SafeStream(sys.stdout))
+    status = StatusLine(cast("TextIO", err)) if shows_status_line(args) else None
+    settings = _setup(args, err, status)
     targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
     skip = TargetFilter(shard, _resume_set(args.resume) if args.resume else None)
     reports = _Reports(args)
@@ -203,7 +209,7 @@ async def purge_command(args: argparse.Namespace) -> int:
     if shard is not None:  # every event of a shard's run says which shard it is
         structlog.contextvars.bind_contextvars(shard=str(shard))
     with _tuned_gc():
-        return await _run_purge(args, settings, targets, skip, reports, status)
+        return await _run_purge(args, settings, targets, skip, reports, status, err)
 
 
 async def _run_purge(
@@ -213,6 +219,7 @@ async def _run_purge(
     skip: TargetFilter,
     reports: _Reports,
     status: StatusLine | None,
+    err: SafeStream,
 ) -> int:
     on_progress, interval = _progress(args, status)
     async with SMHClient(settings) as client:
@@ -233,6 +240,9 @@ async def _run_purge(
             progress_interval=interval,
             **reports.options(),
         )
+        # Nobody reads the log any more (`| head` is done, the terminal hung up): stop as
+        # on SIGTERM, so every space started is finished and reported, not cut off.
+        err.on_lost = lambda: run.stop(interrupted=True)
         with ExitStack() as stack:
             reports.open(stack)
             failure = await _drive(
@@ -339,7 +349,8 @@ async def _preflight(client: SMHClient) -> None:
 
 
 async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # SIGHUP: the terminal of an ssh session went away; stop as gracefully as on SIGTERM.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             if run.stopping:
                 scope.cancel()  # a second signal: stop waiting for in-flight requests
@@ -355,7 +366,7 @@ async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope) -> None:
 
 async def spaces_command(args: argparse.Namespace) -> int:
     """``smh-async spaces``: every space id of the library, one per line."""
-    settings = _setup(args)
+    settings = _setup(args, SafeStream(sys.stderr))
     async with SMHClient(settings) as client:
         try:
             async for space in client.iter_spaces():

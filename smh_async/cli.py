@@ -36,6 +36,11 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
+    # Started with stdout or stderr closed (`2>&-`): Python leaves None there, which the
+    # first print or isatty() would trip on. Such output goes nowhere, as asked.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as we do)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "purge" and args.processes != 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -609,3 +610,60 @@ async def test_a_spaces_file_that_is_a_pipe_is_read_once_in_full(
     refused = await purge(server, "--spaces-file", str(fifo), "--processes", "2")
     assert refused.returncode == 2
     assert b"--processes needs --spaces-file to be a regular file" in refused.stderr
+
+
+async def test_a_log_reader_that_goes_away_stops_the_run_and_loses_nothing(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """`smh-async purge … 2>&1 | head`: once the log's reader has gone, the run stops as on
+    SIGTERM (exit 130) and every space sent a DELETE has its report row. Before, the broken
+    pipe ended the run mid-way with purged spaces missing from the report."""
+    ids = fake.add_spaces(LIBRARY, count=400, items_per_space=1, item_size=10)
+    fake.latency = 0.01
+    report = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "smh_async", "purge", *ids, "--report", str(report)]
+    cmd += ["--log-format", "json", "--concurrency", "8"]
+    # The exit status of the purge, not of head, thanks to pipefail.
+    line = f"set -o pipefail; {shlex.join(cmd)} 2>&1 >/dev/null | head -c 3000 >/dev/null"
+    proc = await anyio.run_process(["bash", "-c", line], env=_env(server), check=False)
+    assert proc.returncode == 130, proc.stderr
+    rows = list(read_report(report))
+    assert sorted(r["space_id"] for r in rows) == sorted(deletes(fake))
+    assert 0 < len(rows) < 400 and {r["outcome"] for r in rows} == {"accepted"}
+
+
+@pytest.mark.parametrize("closed", ["2>&-", ">&- 2>&-"])
+async def test_closed_stdout_or_stderr_at_start_is_not_a_crash(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, closed: str
+) -> None:
+    """Started with stderr (and stdout) closed, as some schedulers do: the purge runs and
+    the report is complete, exit 0 (it used to exit 1 before sending anything, silently)."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    line = shlex.join([sys.executable, "-m", "smh_async", "purge", *ids, "--report", str(report)])
+    shell = ["sh", "-c", f"exec {line} {closed}"]
+    proc = await anyio.run_process(shell, env=_env(server), check=False)
+    assert proc.returncode == 0
+    assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
+
+
+async def test_sighup_stops_gracefully_like_sigterm(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SIGHUP (the ssh session of the terminal went away) used to kill the process outright,
+    losing the outcome of every request in flight; now it stops like SIGTERM: exit 130,
+    every space sent a DELETE reported, resumable."""
+    ids = fake.add_spaces(LIBRARY, count=200, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    report = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "smh_async", "purge", *ids, "--report", str(report)]
+    cmd += ["--log-format", "json", "--concurrency", "4"]
+    with (tmp_path / "stderr.log").open("wb") as err:
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            while not report.exists() or len(report.read_text().splitlines()) < 10:
+                await anyio.sleep(0.02)
+            process.send_signal(signal.SIGHUP)
+            assert await process.wait() == 130
+    rows = list(read_report(report))
+    assert sorted(r["space_id"] for r in rows) == sorted(deletes(fake))
+    assert {r["outcome"] for r in rows} == {"accepted"} and len(rows) < 200

@@ -24,10 +24,10 @@ import structlog
 from smh_async._bulk import PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
 from smh_async._client import SMHClient
-from smh_async._console import ProgressLog, StatusLine, print_summary
+from smh_async._console import ProgressLog, SafeStream, StatusLine, print_summary
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
-from smh_async._logging import Redactor, SafeStream, configure_cli_logging
+from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
     ReportWriter,

@@ -9,11 +9,13 @@ job's log always says "N of M". :class:`PartsProgress` is the ``--processes`` pa
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +23,14 @@ from smh_async._models import PurgeSummary
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import ReportSummary
 
-__all__ = ["PartsProgress", "ProgressLog", "StatusLine", "print_report_summary", "print_summary"]
+__all__ = [
+    "PartsProgress",
+    "ProgressLog",
+    "SafeStream",
+    "StatusLine",
+    "print_report_summary",
+    "print_summary",
+]
 
 _CLEAR = "\r\x1b[K"
 
@@ -218,3 +227,53 @@ def stop_lines(aborted: str | None, interrupted: bool) -> list[str]:
     if interrupted:
         lines.append("INTERRUPTED: re-run with --resume REPORT to finish the rest")
     return lines
+
+
+class SafeStream:
+    """A text stream that outlives its reader: ``| head`` that has seen enough, a terminal
+    that hung up, a closed descriptor. The first failed write drops this and every later
+    line (the descriptor is pointed at /dev/null, so nothing else trips on it either) and
+    calls ``on_lost`` once, so a run can stop the way it does on SIGTERM instead of dying
+    mid-way with spaces purged but not reported.
+    """
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+        self.lost: BaseException | None = None
+        self.on_lost: Callable[[], None] | None = None
+
+    def write(self, text: str) -> int:
+        """Write ``text``, or drop it once the reader is gone."""
+        if self._stream is not None:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError) as exc:  # ValueError: the file object was closed
+                self._lose(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush, or nothing once the reader is gone."""
+        if self._stream is not None:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError) as exc:
+                self._lose(exc)
+
+    def isatty(self) -> bool:
+        """Whether the stream is a terminal (False once lost)."""
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _lose(self, exc: BaseException) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+        if self.lost is None:
+            self.lost = exc
+            if self.on_lost is not None:
+                self.on_lost()

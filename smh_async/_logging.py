@@ -12,21 +12,20 @@ values in any string, and any known secret value wherever it appears.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
 import sys
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO, cast
 
 import structlog
 
 from smh_async._clock import utc_now_us
+from smh_async._console import SafeStream
 from smh_async._errors import scrub
 
-__all__ = ["LOGGER_NAME", "Redactor", "SafeStream", "configure_cli_logging", "library_logger"]
+__all__ = ["LOGGER_NAME", "Redactor", "configure_cli_logging", "library_logger"]
 
 LOGGER_NAME = "smh_async"
 REDACTED = "[REDACTED]"
@@ -168,56 +167,6 @@ def _level_number(level: str) -> int:
     if not isinstance(number, int):
         raise ValueError(f"unknown log level {level!r}")
     return number
-
-
-class SafeStream:
-    """A text stream that outlives its reader: ``| head`` that has seen enough, a terminal
-    that hung up, a closed descriptor. The first failed write drops this and every later
-    line (the descriptor is pointed at /dev/null, so nothing else trips on it either) and
-    calls ``on_lost`` once, so a run can stop the way it does on SIGTERM instead of dying
-    mid-way with spaces purged but not reported.
-    """
-
-    def __init__(self, stream: TextIO | None) -> None:
-        self._stream = stream
-        self.lost: BaseException | None = None
-        self.on_lost: Callable[[], None] | None = None
-
-    def write(self, text: str) -> int:
-        """Write ``text``, or drop it once the reader is gone."""
-        if self._stream is not None:
-            try:
-                self._stream.write(text)
-            except (OSError, ValueError) as exc:  # ValueError: the file object was closed
-                self._lose(exc)
-        return len(text)
-
-    def flush(self) -> None:
-        """Flush, or nothing once the reader is gone."""
-        if self._stream is not None:
-            try:
-                self._stream.flush()
-            except (OSError, ValueError) as exc:
-                self._lose(exc)
-
-    def isatty(self) -> bool:
-        """Whether the stream is a terminal (False once lost)."""
-        try:
-            return self._stream is not None and self._stream.isatty()
-        except (OSError, ValueError):
-            return False
-
-    def _lose(self, exc: BaseException) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(OSError, ValueError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, stream.fileno())
-                os.close(devnull)
-        if self.lost is None:
-            self.lost = exc
-            if self.on_lost is not None:
-                self.on_lost()
 
 
 def configure_cli_logging(

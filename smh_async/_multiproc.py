@@ -123,7 +123,10 @@ def _wait_all(
             if child.poll() is None:
                 child.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: the children run in sessions of their own, so a terminal that hangs up
+    # reaches only the parent, which must not die before merging their reports.
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, forward) for sig in watched}
     try:
         if progress is not None:
             while any(child.poll() is None for child in children):

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO, cast
 
 from smh_async._cli_args import build_parser
 from smh_async._console import print_report_summary
@@ -119,13 +119,17 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     tty = shows_status_line(args)
     if tty:  # the parent draws the one live line; children log warnings unless told otherwise
         argv = [*argv, "--no-progress", *([] if args.log_level else ["--log-level", "warning"])]
+    # The summary and the live line survive a reader that went away (`| head`, a hang-up).
+    from smh_async._console import SafeStream
+
+    sys.stdout = cast("TextIO", SafeStream(sys.stdout))
     return run_processes(
         argv,
         args.processes,
         args.report,
         append=append,
         summary_json=args.summary_json,
-        terminal=sys.stderr if tty else None,
+        terminal=cast("TextIO", SafeStream(sys.stderr)) if tty else None,
     )
 
 

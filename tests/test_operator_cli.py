@@ -647,20 +647,22 @@ async def test_closed_stdout_or_stderr_at_start_is_not_a_crash(
     assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 async def test_sighup_stops_gracefully_like_sigterm(
-    fake: FakeSMH, server: FakeServer, tmp_path: Path
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, processes: str
 ) -> None:
     """SIGHUP (the ssh session of the terminal went away) used to kill the process outright,
-    losing the outcome of every request in flight; now it stops like SIGTERM: exit 130,
-    every space sent a DELETE reported, resumable."""
+    losing the outcome of every request in flight (with --processes: the parent, before it
+    merged the children's reports); now it stops like SIGTERM: exit 130, every space sent a
+    DELETE reported, resumable."""
     ids = fake.add_spaces(LIBRARY, count=200, items_per_space=1, item_size=10)
     fake.latency = 0.05
     report = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "smh_async", "purge", *ids, "--report", str(report)]
-    cmd += ["--log-format", "json", "--concurrency", "4"]
+    cmd += ["--log-format", "json", "--concurrency", "4", "--processes", processes]
     with (tmp_path / "stderr.log").open("wb") as err:
         async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
-            while not report.exists() or len(report.read_text().splitlines()) < 10:
+            while len(deletes(fake)) < 10:
                 await anyio.sleep(0.02)
             process.send_signal(signal.SIGHUP)
             assert await process.wait() == 130

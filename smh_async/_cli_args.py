@@ -135,7 +135,7 @@ def _run_flags(purge: argparse.ArgumentParser) -> None:
         "--event-loop",
         choices=["asyncio", "uvloop"],
         default="asyncio",
-        help="event loop to run on; uvloop (the 'uvloop' extra) spends ~5%% fewer CPU "
+        help="event loop to run on; uvloop (the 'uvloop' extra) spends ~4%% fewer CPU "
         "instructions per request, within timing noise here (asyncio)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress display/events")

@@ -31,8 +31,7 @@ from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
     ReportWriter,
-    is_regular_or_missing,
-    release_path,
+    release_destination,
     resume_set,
     write_summary_json,
 )
@@ -122,13 +121,9 @@ class _Reports:
         self.path: str | None = args.report
         same = bool(args.resume and args.report) and same_file(args.resume, args.report)
         self.main = ReportWriter(args.report, append=same) if args.report else None
-        self.release = None  # a sibling file; rows of its own kind, merged apart by `report`
-        self.release_into_main = False
+        self.release = None
         if args.report and args.wait_release is not None and not args.dry_run:
-            if is_regular_or_missing(args.report):
-                self.release = ReportWriter(release_path(args.report), append=same)
-            else:  # /dev/stdout and the like have no sibling: same stream, not a file in /dev
-                self.release_into_main = True
+            self.release = ReportWriter(release_destination(args.report), append=same)
 
     def open(self, stack: ExitStack) -> None:
         for writer, role in ((self.main, "--report"), (self.release, "--wait-release report")):
@@ -144,7 +139,7 @@ class _Reports:
 
     def options(self) -> dict[str, Any]:
         """``on_outcome`` / ``on_release`` callbacks for :class:`PurgeRun`."""
-        release = self.main if self.release_into_main else self.release
+        release = self.release
         return {
             "on_outcome": self.main.write if self.main else None,
             "on_release": (lambda r: release.write_record(r.to_record())) if release else None,
@@ -196,10 +191,8 @@ def _tuned_gc() -> Iterator[None]:
 async def purge_command(args: argparse.Namespace) -> int:
     """``smh-async purge`` in one process."""
     shard = _check_args(args)
-    # Logs and the live line survive a reader that goes away (see SafeStream); so does the
-    # summary on stdout.
+    # Logs and the live line survive a reader that goes away (see SafeStream).
     err = SafeStream(sys.stderr)
-    sys.stdout = cast("TextIO", SafeStream(sys.stdout))
     status = StatusLine(cast("TextIO", err)) if shows_status_line(args) else None
     settings = _setup(args, err, status)
     targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
@@ -254,12 +247,14 @@ async def _run_purge(
     reasons = {"not in shard": skip.not_in_shard, "already done (resume)": skip.already_done}
     release = str(reports.release.path) if reports.release else None
     print_summary(summary, reports.path, skipped_reasons=reasons, release_report=release)
+    code = exit_code(summary)
     if failure == "source":
         print(
             "INPUT FAILED: the space listing or spaces file broke off (see purge.source_failed);"
             " the spaces read before it were purged: re-run with --resume REPORT",
             flush=True,
         )
+        code = code if summary.interrupted else EXIT_FAILED
     elif failure is not None:  # the path of a report that could not be written
         print(
             f"REPORT FAILED: cannot write {failure}, so the run was stopped. Spaces finished "
@@ -267,10 +262,6 @@ async def _run_purge(
             "from it into a new --report once there is room",
             flush=True,
         )
-    code = exit_code(summary)
-    if failure == "source" and not summary.interrupted:
-        code = EXIT_FAILED
-    elif failure is not None and failure != "source":
         code = EXIT_ABORTED
     if args.summary_json:
         extra = {"report": reports.path, "exit_code": code, "skipped_reasons": reasons}

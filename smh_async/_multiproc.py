@@ -33,6 +33,7 @@ from smh_async._report import (
     concatenate_reports,
     copy_reports,
     is_regular_or_missing,
+    release_destination,
     release_path,
     resume_set,
     summarize_reports,
@@ -280,13 +281,7 @@ def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: 
     """Concatenate the children's ``--wait-release`` files beside the merged report."""
     found = [r for p in parts if (r := release_path(p)).is_file()]
     if target is not None and found:
-        # /dev/stdout and the like get the release rows after the report rows, as one process
-        # writes them; a regular report gets a sibling file.
-        sibling = is_regular_or_missing(target)
-        out_path, mode = (
-            (release_path(target), "a" if append else "w") if sibling else (target, "a")
-        )
-        with out_path.open(mode, encoding="utf-8") as out:
+        with release_destination(target).open("a" if append else "w", encoding="utf-8") as out:
             for path in found:
                 out.write(path.read_text(encoding="utf-8"))
     for path in found:

@@ -164,6 +164,13 @@ def release_path(report: StrPath) -> Path:
     return path.with_name(f"{path.stem}.release{path.suffix}")
 
 
+def release_destination(report: StrPath) -> Path:
+    """Where a run writes its ``--wait-release`` rows: the sibling :func:`release_path`, or
+    the report itself when that is a device or pipe (``/dev/stdout``: no file in ``/dev``);
+    ``report`` tells the two kinds of row apart either way."""
+    return release_path(report) if is_regular_or_missing(report) else Path(report)
+
+
 def read_report(path: StrPath) -> Iterator[dict[str, Any]]:
     """Rows of a report; a torn last line (crash mid-write) is skipped, not fatal."""
     return (row for _, row in _lines(path))

@@ -47,19 +47,27 @@ UTF8_BOM = b"\xef\xbb\xbf"
 WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\0\0\xfe\xff")
 
 
-def unreadable_encoding() -> str:
-    """What to say about a UTF-16/32 spaces file."""
-    return (
-        "the spaces file is UTF-16 or UTF-32 (it starts with that byte-order mark): save it "
-        "as UTF-8 or ASCII, one id per line (in PowerShell: Out-File -Encoding utf8)"
-    )
+WIDE_ENCODING = (
+    "the spaces file is UTF-16 or UTF-32 (it starts with that byte-order mark): save it "
+    "as UTF-8 or ASCII, one id per line (in PowerShell: Out-File -Encoding utf8)"
+)
+
+
+def _first_line(line: bytes) -> bytes:
+    """A file's first line without a UTF-8 byte-order mark; a UTF-16/32 one is refused."""
+    if line.startswith(WIDE_BOMS):
+        raise SMHConfigError(WIDE_ENCODING)
+    return line.removeprefix(UTF8_BOM)
 
 
 def file_encoding_problem(path: str) -> str | None:
-    """Why the spaces file at ``path`` cannot be read as ids, judged by its first bytes."""
+    """Why the spaces file at ``path`` cannot be read as ids, judged by its first line."""
     with Path(path).open("rb") as f:
-        head = f.read(4)
-    return unreadable_encoding() if head.startswith(WIDE_BOMS) else None
+        try:
+            _first_line(f.readline(MAX_LINE + 1))
+        except SMHConfigError as exc:
+            return exc.message
+    return None
 
 
 def read_space_file(stream: IO[bytes]) -> Iterator[str]:
@@ -70,22 +78,15 @@ def read_space_file(stream: IO[bytes]) -> Iterator[str]:
     mark (Windows editors) is dropped; a UTF-16 or UTF-32 one (PowerShell's ``>``) raises
     :class:`SMHConfigError`: every id would otherwise be rejected as garbage.
     """
-    first = True
-    while True:
-        line = stream.readline(MAX_LINE + 1)
-        if not line:
-            return
-        if first:
-            first = False
-            line = line.removeprefix(UTF8_BOM)
-            if line.startswith(WIDE_BOMS):
-                raise SMHConfigError(unreadable_encoding())
+    line = _first_line(stream.readline(MAX_LINE + 1))
+    while line:
         if len(line) > MAX_LINE and not line.endswith(b"\n"):
             while (rest := stream.readline(1 << 16)) and not rest.endswith(b"\n"):
                 pass
         text = line.strip().decode("utf-8", "backslashreplace")
         if text and not text.startswith("#"):
             yield text
+        line = stream.readline(MAX_LINE + 1)
 
 
 class Targets:

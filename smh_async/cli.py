@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
 from smh_async._cli_args import build_parser
-from smh_async._console import print_report_summary
+from smh_async._console import SafeStream, print_report_summary
 from smh_async._errors import SMHConfigError
 from smh_async._report import summarize_reports
 
@@ -42,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as we do)
     args = build_parser().parse_args(argv)
+    if args.command == "purge":  # its summary survives a reader gone (`| head`, a hang-up)
+        sys.stdout = cast("TextIO", SafeStream(sys.stdout))
     try:
         if args.command == "purge" and args.processes != 1:
             return _multi_process_purge(args, sys.argv[1:] if argv is None else list(argv))
@@ -119,10 +121,6 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     tty = shows_status_line(args)
     if tty:  # the parent draws the one live line; children log warnings unless told otherwise
         argv = [*argv, "--no-progress", *([] if args.log_level else ["--log-level", "warning"])]
-    # The summary and the live line survive a reader that went away (`| head`, a hang-up).
-    from smh_async._console import SafeStream
-
-    sys.stdout = cast("TextIO", SafeStream(sys.stdout))
     return run_processes(
         argv,
         args.processes,

@@ -219,10 +219,10 @@ def stop_lines(aborted: str | None, interrupted: bool) -> list[str]:
     """Why a run stopped early, for the summary (one process or the ``--processes`` parent)."""
     lines = []
     if aborted:
-        # A window ran out: nothing is wrong, the rest is simply still to do.
-        hint = (
-            ": re-run with --resume REPORT to finish the rest" if aborted == "max_duration" else ""
-        )
+        # A window ran out: nothing is wrong, the rest is simply still to do. (The
+        # --processes parent joins its children's reasons: "failure_rate,max_duration".)
+        window = "max_duration" in aborted.split(",")
+        hint = ": re-run with --resume REPORT to finish the rest" if window else ""
         lines.append(f"ABORTED: {aborted}{hint}")
     if interrupted:
         lines.append("INTERRUPTED: re-run with --resume REPORT to finish the rest")

@@ -268,7 +268,10 @@ async def _run_purge(
         try:
             write_summary_json(args.summary_json, {**summary.to_dict(), **extra})
         except OSError as exc:  # checked at the start; the disk may have filled since
-            print(f"smh-async: error: cannot write --summary-json: {exc}", file=sys.stderr)
+            print(
+                f"smh-async: error: cannot write the summary {args.summary_json}: {exc}",
+                file=sys.stderr,
+            )
     return code
 
 

@@ -221,6 +221,20 @@ async def test_a_report_on_a_full_disk_stops_the_run_with_exit_3(
     assert [e["path"] for e in events(proc, "purge.report_failed")] == ["/dev/full"]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_summary_on_a_full_disk_is_named_and_the_exit_code_kept(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A --summary-json that cannot be written is named by its path (--processes children
+    are given one the user never typed), and the run's own exit code stands."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    proc = await purge(server, *ids, "--report", str(report), "--summary-json", "/dev/full")
+    assert proc.returncode == 0, proc.stderr
+    assert b"cannot write the summary /dev/full: [Errno 28] No space left" in proc.stderr
+    assert len(report.read_text().splitlines()) == 3
+
+
 async def test_max_duration_must_be_positive(server: FakeServer) -> None:
     """--max-duration 0 is a usage error, exit 2."""
     proc = await purge(server, "space1", "--max-duration", "0")

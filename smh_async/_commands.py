@@ -24,7 +24,7 @@ import structlog
 from smh_async._bulk import PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
 from smh_async._client import SMHClient
-from smh_async._console import ProgressLog, SafeStream, StatusLine, print_summary
+from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import Redactor, configure_cli_logging
@@ -244,7 +244,7 @@ async def _run_purge(
     if status is not None:
         status.close()
     summary = run.summary()
-    reasons = {"not in shard": skip.not_in_shard, "already done (resume)": skip.already_done}
+    reasons = {"not in shard": skip.not_in_shard, ALREADY_DONE: skip.already_done}
     release = str(reports.release.path) if reports.release else None
     print_summary(summary, reports.path, skipped_reasons=reasons, release_report=release)
     code = exit_code(summary)

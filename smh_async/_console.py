@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,10 +24,13 @@ from smh_async._progress import ProgressSnapshot
 from smh_async._report import ReportSummary
 
 __all__ = [
+    "ACCEPTED_NOTE",
+    "ALREADY_DONE",
     "PartsProgress",
     "ProgressLog",
     "SafeStream",
     "StatusLine",
+    "check_lines",
     "print_report_summary",
     "print_summary",
 ]
@@ -156,7 +159,7 @@ def print_summary(
     release_report: str | None = None,
 ) -> None:
     """The end-of-run summary on stdout: counts, throughput, latency, checks, report path."""
-    s, c = summary, Counter(summary.counters)
+    s = summary
     reasons = "".join(f"  {k}: {v}" for k, v in (skipped_reasons or {}).items() if v)
     lines = [
         f"spaces: {s.total}  accepted: {s.accepted}  failed: {s.failed}  "
@@ -166,22 +169,10 @@ def print_summary(
     ]
     if s.by_error_code:
         lines.append(f"failures by code: {_codes(s.by_error_code)}")
-    if s.dry_run:
-        lines.append(
-            f"dry run: {s.dry_run} spaces, {c['bin_items']} items, {c['bin_bytes']} bytes "
-            f"({_human(c['bin_bytes'])}) in their bins; nothing was deleted"
-        )
-    if c["verified"] or c["verify_not_empty"] or c["verify_error"]:
-        lines.append(
-            f"verify: {c['verified']} empty after the purge, {c['verify_not_empty']} not empty, "
-            f"{c['verify_error']} not checked (listing failed)"
-        )
-    release = {k: c[k] for k in ("released", "release_pending", "nothing_to_release", "unknown")}
-    if any(release.values()):
-        lines.append("release: " + "  ".join(f"{k}: {v}" for k, v in release.items()))
+    lines.extend(check_lines(s.counters, dry_run=s.dry_run))
     lines.extend(stop_lines(s.aborted, s.interrupted))
     if s.accepted:
-        lines.append("accepted = SMH answered 204; it deletes and releases space asynchronously")
+        lines.append(ACCEPTED_NOTE)
     if report:
         lines.append(f"report: {report}")
     if release_report:
@@ -213,6 +204,31 @@ def _human(size: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{size} B"  # pragma: no cover
+
+
+ALREADY_DONE = "already done (resume)"  # a reason for skipping, in summaries
+ACCEPTED_NOTE = "accepted = SMH answered 204; it deletes and releases space asynchronously"
+
+
+def check_lines(counters: Mapping[str, int], *, dry_run: int) -> list[str]:
+    """What a dry run found, what --verify and --wait-release saw, from a run's counters
+    (one process's, or the sum of the ``--processes`` children's)."""
+    c = Counter(counters)
+    lines = []
+    if dry_run:
+        lines.append(
+            f"dry run: {dry_run} spaces, {c['bin_items']} items, {c['bin_bytes']} bytes "
+            f"({_human(c['bin_bytes'])}) in their bins; nothing was deleted"
+        )
+    if c["verified"] or c["verify_not_empty"] or c["verify_error"]:
+        lines.append(
+            f"verify: {c['verified']} empty after the purge, {c['verify_not_empty']} not empty, "
+            f"{c['verify_error']} not checked (listing failed)"
+        )
+    release = {k: c[k] for k in ("released", "release_pending", "nothing_to_release", "unknown")}
+    if any(release.values()):
+        lines.append("release: " + "  ".join(f"{k}: {v}" for k, v in release.items()))
+    return lines
 
 
 def stop_lines(aborted: str | None, interrupted: bool) -> list[str]:

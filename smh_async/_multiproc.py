@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
-from smh_async._console import PartsProgress, stop_lines
+from smh_async._console import ACCEPTED_NOTE, ALREADY_DONE, PartsProgress, check_lines, stop_lines
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
@@ -171,12 +171,20 @@ def run_processes(
         children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
         codes = _wait_all(children, PartsProgress(parts, terminal) if terminal else None)
         present = [p for p in parts if p.exists()]
+        if not present and set(codes) == {2}:
+            # Every child refused the run before any request (each said why, as one process
+            # would): no summary, and the --report path is left as it was.
+            return 2
         earlier = [target] if append and target is not None and target.exists() else []
         totals = _children_totals(parts) if not earlier and present == parts else None
         stopped_by = _stop_reasons(parts)
+        details = _run_details(parts)
         merge_failed = None
         try:
-            summary = _merge(earlier, present, target, totals)
+            if not present:  # no child got as far as its report: leave the target as it is
+                summary = summarize_reports(earlier)
+            else:
+                summary = _merge(earlier, present, target, totals)
             _merge_release_files(present, target, append=bool(earlier))
         except OSError as exc:  # a full disk: the parts hold every row, so they stay
             merge_failed = f"cannot write {target}: {exc.strerror or exc}"
@@ -192,6 +200,7 @@ def run_processes(
     result["aborted"] = ",".join(stopped_by) or None
     result["interrupted"] = code == 130
     result["broken_processes"] = _broken(codes)
+    result.update(details)
     if merge_failed:
         result["report_failed"] = merge_failed
         result["report_parts"] = [str(p) for p in (*earlier, *present)]
@@ -210,6 +219,30 @@ def _children_totals(parts: Sequence[Path]) -> list[dict[str, Any]] | None:
         return [json.loads(totals_path(p).read_text(encoding="utf-8")) for p in parts]
     except (OSError, ValueError):
         return None
+
+
+def _run_details(parts: Sequence[Path]) -> dict[str, Any]:
+    """What one process's summary says beyond the report's counts, from the children's
+    totals: ``counters`` (dry-run bin sizes, --verify, --wait-release) summed,
+    ``duplicates`` (each child de-duplicates the whole input before taking its shard, so
+    each counts them all) and the spaces a resume found already done (each counts its
+    shard's). Empty when a child left no totals: a partial sum would read as the whole run.
+    """
+    counters: Counter[str] = Counter()
+    duplicates, done = 0, 0
+    for part in parts:
+        try:
+            child = json.loads(totals_path(part).read_text(encoding="utf-8"))
+            counters.update({k: int(v) for k, v in child["counters"].items()})
+            duplicates = max(duplicates, int(child["duplicates"]))
+            done += int(child["skipped_reasons"].get(ALREADY_DONE, 0))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+    return {
+        "duplicates": duplicates,
+        "skipped_reasons": {ALREADY_DONE: done},
+        "counters": dict(counters),
+    }
 
 
 def _broken(codes: Sequence[int]) -> list[str]:
@@ -309,9 +342,13 @@ def _summary_dict(
 
 def _print_summary(result: dict[str, Any]) -> None:
     """The parent's summary on stdout, from :func:`_summary_dict`."""
+    details = ""
+    if "duplicates" in result:
+        details = f"  skipped: {result['skipped']}  duplicates: {result['duplicates']}"
+        details += "".join(f"  {k}: {v}" for k, v in result["skipped_reasons"].items() if v)
     lines = [
         f"spaces: {result['total']}  accepted: {result['accepted']}  "
-        f"failed: {result['failed']}  dry_run: {result['dry_run']}  "
+        f"failed: {result['failed']}  dry_run: {result['dry_run']}{details}  "
         f"processes: {result['processes']}",
         f"elapsed: {result['elapsed_s']:.2f} s  rate: {result['rate_per_s']:.1f}/s"
         " (whole run, all processes)",
@@ -319,7 +356,11 @@ def _print_summary(result: dict[str, Any]) -> None:
     if result["by_error_code"]:
         codes = ", ".join(f"{c}={n}" for c, n in sorted(result["by_error_code"].items()))
         lines.append(f"failures by code: {codes}")
+    if "counters" in result:
+        lines.extend(check_lines(result["counters"], dry_run=result["dry_run"]))
     lines.extend(stop_lines(result.get("aborted"), bool(result.get("interrupted"))))
+    if result["accepted"]:
+        lines.append(ACCEPTED_NOTE)
     if result.get("report_failed"):
         parts = " ".join(result["report_parts"])
         lines.append(

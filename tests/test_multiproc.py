@@ -239,9 +239,8 @@ async def test_leftovers_of_a_killed_run_are_not_merged(
         server, "--processes", "2", "--report", str(report), *ids, SMH_CONCURRENCY="0"
     )
     assert proc.returncode == 2, proc.stderr
-    assert b"ghost" not in (report.read_bytes() if report.exists() else b"")
-    assert b"spaces: 0" in proc.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["r.jsonl"])
+    assert proc.stdout == b""  # each child said why; no summary of a run that never ran
+    assert list(tmp_path.iterdir()) == []  # stale parts gone, no report made
 
 
 async def test_max_spaces_holds_for_the_whole_multi_process_run(
@@ -318,3 +317,56 @@ async def test_processes_on_a_terminal_show_one_line_for_the_whole_run(
     assert b"purge.space" not in screen  # children log warnings only on a terminal
     assert not re.search(rb"purge \d+/\d+", screen)  # no child's own "done/total" line
     assert Counter(deletes(fake)) == Counter(ids)
+
+
+def _line(proc_stdout: bytes, start: bytes) -> bytes:
+    """The summary line of ``proc_stdout`` that begins with ``start``."""
+    return next(line for line in proc_stdout.splitlines() if line.startswith(start))
+
+
+async def test_processes_summary_says_what_one_process_says(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """The --processes summary carries the dry run's bin sizes, duplicates, spaces a resume
+    found done and the --verify counts, equal to one process's (they used to be dropped)."""
+    ids = fake.add_spaces(LIBRARY, count=40, items_per_space=3, item_size=100)
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join([*ids, *ids[:5]]) + "\n")  # five duplicates
+    one = await purge(server, "--dry-run", "--spaces-file", str(spaces))
+    many = await purge(server, "--dry-run", "--spaces-file", str(spaces), "--processes", "2")
+    assert (one.returncode, many.returncode) == (0, 0), many.stderr
+    dry = b"dry run: 40 spaces, 120 items, 12000 bytes"
+    assert _line(one.stdout, b"dry run:") == _line(many.stdout, b"dry run:")
+    assert _line(many.stdout, b"dry run:").startswith(dry)
+    assert b"duplicates: 5  processes: 2" in many.stdout
+    report = tmp_path / "r.jsonl"
+    first = await purge(server, *ids[:12], "--report", str(report))
+    assert first.returncode == 0, first.stderr
+    resumed = await purge(
+        server,
+        *("--spaces-file", str(spaces), "--processes", "2", "--verify"),
+        *("--resume", str(report), "--report", str(report)),
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    first_line = _line(resumed.stdout, b"spaces:")
+    assert b"duplicates: 5  already done (resume): 12  processes: 2" in first_line
+    assert _line(resumed.stdout, b"verify:").startswith(b"verify: 28 empty after the purge")
+    assert Counter(deletes(fake)) == Counter(ids)
+
+
+async def test_a_refused_processes_run_leaves_the_report_alone(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A config error in every child (exit 2, nothing sent) prints no summary and leaves an
+    existing --report as it was; the merge used to replace it with an empty file."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    first = await purge(server, *ids, "--report", str(report))
+    assert first.returncode == 0, first.stderr
+    before = report.read_bytes()
+    proc = await purge(server, *ids, "--report", str(report), "--processes", "2", SMH_LIBRARY_ID="")
+    assert proc.returncode == 2
+    assert b"library id is empty" in proc.stderr
+    assert proc.stdout == b""
+    assert report.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]

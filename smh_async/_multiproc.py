@@ -179,13 +179,13 @@ def run_processes(
         totals = _children_totals(parts) if not earlier and present == parts else None
         stopped_by = _stop_reasons(parts)
         details = _run_details(parts)
-        merge_failed = None
+        merge_failed, release_report = None, None
         try:
             if not present:  # no child got as far as its report: leave the target as it is
                 summary = summarize_reports(earlier)
             else:
                 summary = _merge(earlier, present, target, totals)
-            _merge_release_files(present, target, append=bool(earlier))
+            release_report = _merge_release_files(present, target, append=bool(earlier))
         except OSError as exc:  # a full disk: the parts hold every row, so they stay
             merge_failed = f"cannot write {target}: {exc.strerror or exc}"
             summary = summarize_reports([*earlier, *present])
@@ -201,6 +201,8 @@ def run_processes(
     result["interrupted"] = code == 130
     result["broken_processes"] = _broken(codes)
     result.update(details)
+    if release_report:
+        result["release_report"] = release_report
     if merge_failed:
         result["report_failed"] = merge_failed
         result["report_parts"] = [str(p) for p in (*earlier, *present)]
@@ -310,15 +312,19 @@ def _summary_from_totals(totals: Sequence[dict[str, Any]], files: int) -> Report
     return summary
 
 
-def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: bool) -> None:
-    """Concatenate the children's ``--wait-release`` files beside the merged report."""
+def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: bool) -> str | None:
+    """Concatenate the children's ``--wait-release`` files beside the merged report; return
+    where they went (None if there were none)."""
     found = [r for p in parts if (r := release_path(p)).is_file()]
+    destination = None
     if target is not None and found:
-        with release_destination(target).open("a" if append else "w", encoding="utf-8") as out:
+        destination = release_destination(target)
+        with destination.open("a" if append else "w", encoding="utf-8") as out:
             for path in found:
                 out.write(path.read_text(encoding="utf-8"))
     for path in found:
         path.unlink()
+    return str(destination) if destination else None
 
 
 def _summary_dict(
@@ -374,4 +380,6 @@ def _print_summary(result: dict[str, Any]) -> None:
         )
     if result["report"]:
         lines.append(f"report: {result['report']}")
+    if result.get("release_report"):
+        lines.append(f"release report: {result['release_report']}")
     print("\n".join(lines), flush=True)

@@ -370,3 +370,21 @@ async def test_a_refused_processes_run_leaves_the_report_alone(
     assert proc.stdout == b""
     assert report.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+
+
+async def test_processes_summary_counts_releases_and_names_the_release_report(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--wait-release with --processes: the summary adds up the children's release counts
+    and names the merged release report, as one process's summary does."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=2, item_size=100)
+    empty = fake.add_space(LIBRARY)
+    report = tmp_path / "r.jsonl"
+    proc = await purge(
+        server, *ids, empty, "--report", str(report), "--processes", "2", "--wait-release", "5"
+    )
+    assert proc.returncode == 0, proc.stderr
+    release_report = tmp_path / "r.release.jsonl"
+    assert len(list(read_report(release_report))) == 31
+    assert b"release: released: 30  release_pending: 0  nothing_to_release: 1" in proc.stdout
+    assert _line(proc.stdout, b"release report:") == f"release report: {release_report}".encode()

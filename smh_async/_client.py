@@ -32,7 +32,7 @@ from smh_async._models import (
 from smh_async._protocol import Request, Response, TokenGrant
 from smh_async._proxy import proxy_for
 from smh_async._retry import RateLimiter, RetryPolicy
-from smh_async._settings import SMHSettings
+from smh_async._settings import SMHSettings, ca_bundle_context
 
 if TYPE_CHECKING:
     from smh_async._stream import PurgeStream
@@ -197,7 +197,9 @@ class SMHClient:
         if not self.settings.verify_tls:
             return False
         if self.settings.ca_bundle is not None:
-            return ssl.create_default_context(cafile=str(self.settings.ca_bundle))
+            # Checked when the settings were built; a file replaced since then is still a
+            # config error naming ca_bundle, not an ssl.SSLError traceback.
+            return ca_bundle_context(self.settings.ca_bundle)
         return True
 
     # ------------------------------------------------------------ transport

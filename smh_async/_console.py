@@ -250,13 +250,25 @@ class SafeStream:
     that hung up, a closed descriptor. The first failed write drops this and every later
     line (the descriptor is pointed at /dev/null, so nothing else trips on it either) and
     calls ``on_lost`` once, so a run can stop the way it does on SIGTERM instead of dying
-    mid-way with spaces purged but not reported.
+    mid-way with spaces purged but not reported. A callback assigned after the loss (the
+    purge command can only assign it once its client is open) is called at once.
     """
 
     def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream
         self.lost: BaseException | None = None
-        self.on_lost: Callable[[], None] | None = None
+        self._on_lost: Callable[[], None] | None = None
+
+    @property
+    def on_lost(self) -> Callable[[], None] | None:
+        """Called once when the reader is gone, or on assignment if it is gone already."""
+        return self._on_lost
+
+    @on_lost.setter
+    def on_lost(self, callback: Callable[[], None] | None) -> None:
+        self._on_lost = callback
+        if callback is not None and self.lost is not None:
+            callback()  # the loss came first: nobody else would ever tell this callback
 
     def write(self, text: str) -> int:
         """Write ``text``, or drop it once the reader is gone."""
@@ -291,5 +303,5 @@ class SafeStream:
                 os.close(devnull)
         if self.lost is None:
             self.lost = exc
-            if self.on_lost is not None:
-                self.on_lost()
+            if self._on_lost is not None:
+                self._on_lost()

@@ -4,12 +4,18 @@ Values come from keyword arguments (highest priority), then ``SMH_*`` environmen
 then a ``.env`` file. Secrets are :class:`pydantic.SecretStr` and print as ``**********``.
 A validation failure raises :class:`~smh_async.SMHConfigError` naming the fields only:
 pydantic's own message echoes input values, which may be another field's secret
-(pydantic-settings #256), so it is never shown.
+(pydantic-settings #256), so it is never shown. A ``.env`` file that cannot be read (not
+UTF-8, unreadable) is a config error too, naming the file but never showing its content.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
+import ssl
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +26,7 @@ from yarl import URL
 from smh_async._errors import SMHConfigError
 from smh_async._protocol import check_path_segment
 
-__all__ = ["DEFAULT_BASE_URL", "SMHSettings", "is_loopback_host"]
+__all__ = ["DEFAULT_BASE_URL", "SMHSettings", "ca_bundle_context", "is_loopback_host"]
 
 DEFAULT_BASE_URL = "https://api.tencentsmh.cn"
 
@@ -47,6 +53,9 @@ class SMHSettings(BaseSettings):
         extra="ignore",
         frozen=True,
         hide_input_in_errors=True,
+        # inf or nan in any float field (SMH_TIMEOUT=inf) is refused here: it passes gt=0
+        # and would crash the first request (aiohttp cannot round an infinite timeout).
+        allow_inf_nan=False,
     )
 
     base_url: str = Field(DEFAULT_BASE_URL, description="SMH API root; https unless loopback")
@@ -82,6 +91,10 @@ class SMHSettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise _config_error(exc) from None
+        except (UnicodeDecodeError, OSError) as exc:
+            # Raised while python-dotenv reads the .env file (validators only raise
+            # ValueError, which pydantic wraps): name the file, never show its content.
+            raise _env_file_error(exc, values) from None
 
     @field_validator("access_token", "library_secret")
     @classmethod
@@ -96,6 +109,15 @@ class SMHSettings(BaseSettings):
     def _library_id_is_a_segment(cls, value: str | None) -> str | None:
         if value is not None:
             check_path_segment(value, what="library id")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _ca_bundle_is_usable(cls, value: Path | None) -> Path | None:
+        # A file ssl cannot load (not PEM, DER, a directory) would otherwise end the first
+        # request in an ssl.SSLError traceback instead of a config error before anything.
+        if value is not None:
+            _load_ca_bundle(value)
         return value
 
     @field_validator("base_url")
@@ -116,8 +138,6 @@ class SMHSettings(BaseSettings):
                 "base_url: plain http is only allowed for loopback hosts; SMH requires https "
                 "(set allow_insecure_http to override)"
             )
-        if self.ca_bundle is not None and not self.ca_bundle.is_file():
-            raise ValueError("ca_bundle: file not found")
         return self
 
     def __repr_args__(self) -> Any:
@@ -128,17 +148,106 @@ class SMHSettings(BaseSettings):
             yield name, value
 
 
+def ca_bundle_context(path: Path) -> ssl.SSLContext:
+    """A certificate-verifying TLS client context trusting the CAs in ``path`` (PEM).
+
+    Raises :class:`~smh_async.SMHConfigError` naming ``ca_bundle`` (not its value) when
+    the file cannot be used, e.g. replaced since the settings were checked.
+    """
+    try:
+        return _load_ca_bundle(path)
+    except ValueError as exc:
+        raise SMHConfigError(
+            f"invalid settings: {_where('ca_bundle')}: {exc}", fields=("ca_bundle",)
+        ) from None
+
+
+def _load_ca_bundle(path: Path) -> ssl.SSLContext:
+    """The TLS context for ``ca_bundle``, or ValueError saying why the file is unusable.
+
+    Neither the path (it could be a mis-set secret) nor any of the content is in the message.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ValueError("file not found") from None
+        raise ValueError(f"cannot read the file: {exc.strerror or type(exc).__name__}") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError("is a directory, not a PEM file of CA certificates")
+    if not stat.S_ISREG(mode):  # a FIFO or a terminal would block the read
+        raise ValueError("is not a regular file")
+    try:
+        context = ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            raise ValueError(
+                "no PEM certificate in the file (a DER certificate must be converted: "
+                "openssl x509 -inform der -in CERT -out CERT.pem)"
+            ) from None
+        raise ValueError(
+            f"not a valid PEM file of CA certificates (OpenSSL: {exc.library or 'SSL'}"
+            f" {exc.reason or 'error'})"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"cannot read the file: {exc.strerror or type(exc).__name__}") from None
+    if not context.cert_store_stats()["x509"]:  # e.g. a PEM file of revocation lists only
+        raise ValueError("no certificate in the file (only revocation lists)")
+    return context
+
+
+def _where(name: str) -> str:
+    return f"{name} (SMH_{name.upper()})"
+
+
 def _config_error(exc: ValidationError) -> SMHConfigError:
     fields: list[str] = []
     lines: list[str] = []
     for err in exc.errors(include_input=False, include_url=False):
         name = ".".join(str(p) for p in err["loc"]) or _field_from_message(str(err["msg"]))
         fields.append(name)
-        env = f"SMH_{name.upper()}" if name and name.isidentifier() else ""
-        where = f"{name} ({env})" if env else name
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        where = _where(name) if name and name.isidentifier() else name
+        # A model validator's message starts with the field name: do not say it twice.
+        msg = str(err["msg"]).removeprefix("Value error, ").removeprefix(f"{name}: ")
         lines.append(f"{where}: {msg}" if where else msg)
     return SMHConfigError("invalid settings: " + "; ".join(lines), fields=tuple(fields))
+
+
+def _env_file_error(exc: UnicodeDecodeError | OSError, values: dict[str, Any]) -> SMHConfigError:
+    """The config error for an env file that cannot be read, naming it but not its content."""
+    encoding = values.get("_env_file_encoding") or SMHSettings.model_config["env_file_encoding"]
+    if isinstance(exc, OSError):
+        name = _names([Path(exc.filename)] if exc.filename else _env_files(values))
+        why = exc.strerror or type(exc).__name__
+        return SMHConfigError(f"invalid settings: cannot read the env file {name}: {why}")
+    for path in _env_files(values):
+        try:
+            data = path.read_bytes() if path.is_file() else b""
+            data.decode(str(encoding))
+        except UnicodeDecodeError as bad:
+            line = data.count(b"\n", 0, bad.start) + 1
+            return SMHConfigError(
+                f"invalid settings: the env file {_names([path])} is not {encoding} text"
+                f" (line {line}); re-save it as {encoding}"
+            )
+        except OSError:
+            continue
+    names = _names(_env_files(values))
+    return SMHConfigError(f"invalid settings: the env file {names} is not {encoding} text")
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(os.path.abspath(p) for p in paths)  # no file-system access: cannot fail
+
+
+def _env_files(values: dict[str, Any]) -> list[Path]:
+    """The env files settings are read from (``_env_file=`` or ``.env``)."""
+    files = values.get("_env_file")
+    if files is None or files == Path(""):  # not given (pydantic-settings' own sentinel)
+        files = SMHSettings.model_config["env_file"]
+    if isinstance(files, (str, os.PathLike)):
+        return [Path(files)]
+    return [Path(f) for f in files] if isinstance(files, Sequence) else []
 
 
 def _field_from_message(message: str) -> str:

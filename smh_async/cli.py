@@ -174,8 +174,12 @@ def ensure_parent(path: str | None, flag: str) -> None:
 
 
 def same_file(a: str, b: str) -> bool:
-    """True when two paths name the same file (``./r.jsonl`` and ``r.jsonl``)."""
-    return Path(a).resolve() == Path(b).resolve()
+    """True when two paths name the same file (``./r.jsonl`` and ``r.jsonl``, a symlink, a
+    hard link): same device and inode, or the same resolved path while one does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # not created yet (or not stat-able): compare where they would be
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def exit_code(summary: PurgeSummary) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from smh_async._console import SafeStream
 from smh_async._targets import read_space_file
 from smh_async.cli import build_parser
 from smh_async.testing import FakeServer, FakeSMH, Fault
@@ -275,3 +276,125 @@ async def test_fake_server_runs_and_a_taken_port_is_a_usage_error() -> None:
     assert second.returncode == 2
     assert f"smh-async: error: cannot listen on 127.0.0.1:{port}".encode() in second.stderr
     assert b"Traceback" not in second.stderr
+
+
+def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """The single ``smh-async: error:`` line a usage or config error prints (exit 2)."""
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("smh-async: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "env", "named"),
+    [
+        ("purge", ["--timeout", "inf"], {}, "timeout (SMH_TIMEOUT)"),
+        ("purge", ["--timeout", "nan"], {}, "timeout (SMH_TIMEOUT)"),
+        ("purge", [], {"SMH_CONNECT_TIMEOUT": "inf"}, "connect_timeout (SMH_CONNECT_TIMEOUT)"),
+        ("spaces", [], {"SMH_TIMEOUT": "inf"}, "timeout (SMH_TIMEOUT)"),
+        ("spaces", [], {"SMH_CONNECT_TIMEOUT": "inf"}, "connect_timeout (SMH_CONNECT_TIMEOUT)"),
+    ],
+)
+async def test_infinite_timeout_exits_2_with_nothing_sent(
+    fake: FakeSMH,
+    server: FakeServer,
+    command: str,
+    flags: list[str],
+    env: dict[str, str],
+    named: str,
+) -> None:
+    """An inf/NaN timeout exits 2 naming the field and variable, no traceback, nothing sent."""
+    ids = fake.add_spaces(LIBRARY, count=1)
+    args = [*base(server, "--library-secret", SECRET), *flags, *(ids if command == "purge" else [])]
+    line = one_error_line(await smh(command, *args, env=env))
+    assert f"{named}: Input should be a finite number" in line
+    assert not fake.requests
+
+
+@pytest.mark.parametrize("kind", ["text", "directory"])
+async def test_unusable_ca_bundle_exits_2_with_nothing_sent(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, kind: str
+) -> None:
+    """A non-PEM or directory SMH_CA_BUNDLE exits 2 naming ca_bundle and why; nothing sent."""
+    ids = fake.add_spaces(LIBRARY, count=1)
+    bundle = tmp_path / "bundle"
+    if kind == "text":
+        bundle.write_text("myhostname\n")
+    else:
+        bundle.mkdir()
+    proc = await smh(
+        "purge",
+        *base(server, "--library-secret", SECRET),
+        *ids,
+        env={"SMH_CA_BUNDLE": str(bundle)},
+    )
+    line = one_error_line(proc)
+    assert "ca_bundle (SMH_CA_BUNDLE): " in line
+    assert ("no PEM certificate" if kind == "text" else "is a directory") in line
+    assert not fake.requests
+
+
+async def test_non_utf8_dotenv_exits_2_naming_the_file_not_its_secret(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A non-UTF-8 .env exits 2 naming the file and line, never its secret; nothing sent."""
+    ids = fake.add_spaces(LIBRARY, count=1)
+    (tmp_path / ".env").write_bytes(
+        f"SMH_LIBRARY_SECRET={SECRET}\nSMH_USER_ID=caf\xe9\n".encode("latin-1")
+    )
+    proc = await smh("purge", "--base-url", server.base_url, "--library-id", LIBRARY, *ids)
+    line = one_error_line(proc)
+    assert f"the env file {tmp_path.resolve() / '.env'} is not utf-8 text (line 2)" in line
+    assert SECRET.encode() not in proc.stderr + proc.stdout
+    assert not fake.requests
+
+
+def test_safe_stream_on_lost_is_called_once_whether_assigned_before_or_after_the_loss() -> None:
+    """on_lost runs exactly once when a real pipe's reader is gone, even if assigned after."""
+    calls: list[str] = []
+    for assign_first in (True, False):
+        read_fd, write_fd = os.pipe()
+        with open(write_fd, "w") as pipe:
+            stream = SafeStream(pipe)
+            if assign_first:
+                stream.on_lost = lambda: calls.append("before")
+            stream.write("read\n")
+            stream.flush()
+            assert os.read(read_fd, 100) == b"read\n" and stream.lost is None
+            assert calls == ([] if assign_first else ["before"])  # not called while read
+            os.close(read_fd)
+            for _ in range(3):
+                stream.write("lost\n")
+                stream.flush()
+            assert isinstance(stream.lost, BrokenPipeError)
+            if not assign_first:  # `purge` assigns it only once its client is open
+                stream.on_lost = lambda: calls.append("after")
+            stream.write("later\n")
+            stream.flush()
+    assert calls == ["before", "after"]
+
+
+@pytest.mark.parametrize("output", ["--report", "--summary-json"])
+async def test_output_hard_linked_to_the_input_is_refused(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, output: str
+) -> None:
+    """An output hard-linked to --spaces-file exits 2 and leaves the input untouched."""
+    ids = fake.add_spaces(LIBRARY, count=2)
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(ids) + "\n")
+    hard = tmp_path / "ids-hard.txt"
+    os.link(spaces, hard)
+    proc = await smh(
+        "purge",
+        *base(server, "--library-secret", SECRET),
+        "--spaces-file",
+        str(spaces),
+        output,
+        str(hard),
+        "--dry-run",
+    )
+    line = one_error_line(proc)
+    assert f"{output} {hard} is also the --spaces-file file" in line
+    assert spaces.read_text() == "\n".join(ids) + "\n"
+    assert not fake.requests

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import typing
+from pathlib import Path
+
 import pytest
 
-from smh_async import SMHConfigError, SMHSettings
+from smh_async import SMHClient, SMHConfigError, SMHSettings
+from tests.nginx_gateway import make_tls_files, openssl_binary
 
 
 def test_reads_smh_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,3 +85,108 @@ def test_library_id_must_be_a_path_segment() -> None:
     """A library id that would change the URL path is a config error."""
     with pytest.raises(SMHConfigError, match="library_id"):
         SMHSettings(library_id="../other")
+
+
+FLOAT_FIELDS = sorted(
+    name
+    for name, field in SMHSettings.model_fields.items()
+    if field.annotation is float or float in typing.get_args(field.annotation)
+)
+
+
+def test_float_fields_are_the_expected_ones() -> None:
+    """The float fields found include the timeouts, and inf as a keyword is refused too."""
+    assert {"timeout", "connect_timeout", "rate", "backoff_max"} <= set(FLOAT_FIELDS)
+    with pytest.raises(SMHConfigError, match="finite"):
+        SMHSettings(timeout=float("inf"))
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "nan"])
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+def test_infinite_or_nan_float_setting_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """inf/-inf/nan in any float setting is a config error naming the field and variable."""
+    monkeypatch.setenv(f"SMH_{name.upper()}", value)
+    with pytest.raises(SMHConfigError) as info:
+        SMHSettings()
+    assert str(info.value) == (
+        f"invalid settings: {name} (SMH_{name.upper()}): Input should be a finite number"
+    )
+    assert info.value.fields == (name,)
+
+
+def test_non_utf8_dotenv_is_a_config_error_naming_the_file_not_its_content(
+    tmp_path: Path,
+) -> None:
+    """A non-UTF-8 .env is an SMHConfigError naming file and line, none of its values."""
+    (tmp_path / ".env").write_bytes(b"SMH_LIBRARY_SECRET=sec-Dotenvleak-5\nSMH_USER_ID=caf\xe9\n")
+    with pytest.raises(SMHConfigError) as info:
+        SMHSettings()
+    text = str(info.value)
+    assert text == (
+        f"invalid settings: the env file {tmp_path.resolve() / '.env'} is not utf-8 text"
+        " (line 2); re-save it as utf-8"
+    )
+    assert "Dotenvleak" not in text and "caf" not in text
+    assert info.value.__suppress_context__
+
+
+def _der_certificate(directory: Path) -> Path:
+    """A real CA certificate in DER (binary) form, as some CAs hand them out."""
+    openssl = openssl_binary()
+    if openssl is None:
+        pytest.skip("needs the openssl CLI")
+    pem = make_tls_files(directory / "tls").ca
+    der = directory / "ca.der"
+    subprocess.run([openssl, "x509", "-in", pem, "-outform", "der", "-out", der], check=True)
+    return der
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("text", "no PEM certificate in the file"),
+        ("der", "a DER certificate must be converted"),
+        ("key only", "no PEM certificate in the file"),
+        ("bad base64", "not a valid PEM file of CA certificates"),
+        ("directory", "is a directory"),
+    ],
+)
+def test_unusable_ca_bundle_is_a_config_error(tmp_path: Path, kind: str, reason: str) -> None:
+    """A ca_bundle ssl cannot load is an SMHConfigError naming ca_bundle and why, not the path."""
+    path = tmp_path / "bundle-Pathleak"
+    if kind == "text":
+        path.write_text("myhostname\n")
+    elif kind == "der":
+        path = _der_certificate(tmp_path)
+    elif kind == "key only":
+        if openssl_binary() is None:
+            pytest.skip("needs the openssl CLI")
+        path = make_tls_files(tmp_path / "tls").key
+    elif kind == "bad base64":
+        path.write_text("-----BEGIN CERTIFICATE-----\nnot*base64!\n-----END CERTIFICATE-----\n")
+    else:
+        path.mkdir()
+    with pytest.raises(SMHConfigError) as info:
+        SMHSettings(ca_bundle=path)
+    text = str(info.value)
+    assert text.startswith("invalid settings: ca_bundle (SMH_CA_BUNDLE): ") and reason in text
+    assert info.value.fields == ("ca_bundle",) and str(path) not in text
+
+
+@pytest.mark.anyio
+async def test_ca_bundle_broken_after_the_settings_is_a_config_error_at_open(
+    tmp_path: Path,
+) -> None:
+    """A CA bundle broken after the settings were built fails the client open as a config error."""
+    if openssl_binary() is None:
+        pytest.skip("needs the openssl CLI")
+    ca = make_tls_files(tmp_path / "tls").ca
+    settings = SMHSettings(
+        base_url="https://127.0.0.1:1", library_id="lib", access_token="t", ca_bundle=ca
+    )
+    ca.write_text("no longer a certificate\n")
+    with pytest.raises(SMHConfigError, match=r"^invalid settings: ca_bundle \(SMH_CA_BUNDLE\)"):
+        async with SMHClient(settings):
+            pass

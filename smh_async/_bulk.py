@@ -4,7 +4,9 @@ Memory grows with the concurrency, not with the number of spaces (only an 8-byte
 fingerprint per distinct id is kept, for de-duplication). Each space is isolated: its
 errors become its outcome and never cancel the others. Stopping is graceful: no new space
 starts, in-flight ones get ``grace`` seconds, and any cut short are reported as
-``failed``/``Interrupted`` so every space that was started has exactly one outcome.
+``failed``/``Interrupted``; the rest of the input is still read, and each space in it that
+was never started is reported ``skipped``/``NotStarted``, so every space of the input has
+exactly one outcome (cancelling the run's scope quits without reading the rest).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from smh_async._errors import SMHError
 from smh_async._logging import library_logger
 from smh_async._models import (
     NO_EXTRA,
+    NOT_STARTED,
     OUTCOME_TEXT,
     Outcome,
     PurgeOutcome,
@@ -65,6 +68,8 @@ class PurgeRun:
       (``summary().aborted == "on_outcome_failed"``).
     - ``skip``: predicate; ids for which it returns True are not touched and get no outcome
       (resume sets, shard filters).
+    - After a stop (any reason below, or :meth:`stop`), the rest of the input is read and
+      each space never started gets a ``skipped`` outcome (``error_code="NotStarted"``).
     - ``dry_run``: list each bin's item count and bytes instead of emptying it.
     - ``verify``: after each 204, list the bin and record whether it is empty.
     - ``wait_release``: seconds to watch accepted spaces' usage drop after the purge (see
@@ -134,7 +139,8 @@ class PurgeRun:
         self._source_done = False
         self._seen = FingerprintSet()
         self._stopping = False
-        self._producer_scope = anyio.CancelScope()
+        self._room: anyio.Event | None = None  # set when a worker takes a queued job
+        self.input_error: Exception | None = None  # the input gave out after a stop
         self._plain = not (dry_run or verify or self.release is not None)
         self._workers_scope = anyio.CancelScope()
 
@@ -150,7 +156,8 @@ class PurgeRun:
         if self._stopping:
             return
         self._stopping = True
-        self._producer_scope.cancel()
+        if self._room is not None:
+            self._room.set()  # a producer waiting for room: no job is sent any more
         self._workers_scope.deadline = min(
             self._workers_scope.deadline, anyio.current_time() + self.grace
         )
@@ -229,16 +236,34 @@ class PurgeRun:
         if self.callback_error is not None:
             raise self.callback_error
         summary = self.summary()
+        if summary.skipped:
+            log.warning(
+                "purge.not_started",
+                count=summary.skipped,
+                reason=summary.aborted or ("interrupted" if summary.interrupted else "stopped"),
+            )
         log.info("purge.finished", **summary.to_dict())
         return summary
 
     async def _purge(self, space_ids: SpaceSource) -> None:
         send, receive = anyio.create_memory_object_stream[Job](self.concurrency)
-        with self._workers_scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._produce, space_ids, send)
-                for _ in range(self.concurrency):
-                    tg.start_soon(self._work, receive.clone())
+        # The producer is outside the workers' scope: when the grace runs out after a stop,
+        # it still reads the rest of the input to report what was never started.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._produce, space_ids, send)
+            try:
+                with self._workers_scope:
+                    async with anyio.create_task_group() as workers:
+                        for _ in range(self.concurrency):
+                            workers.start_soon(self._work, receive.clone())
+                # Jobs still queued when the grace cancelled the workers: never started.
+                while True:
+                    try:
+                        space_id, _ = receive.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                    await self._not_started(space_id)
+            finally:
                 receive.close()
 
     async def _stop_after(self, seconds: float) -> None:
@@ -267,34 +292,34 @@ class PurgeRun:
         unyielded = 0  # ids read since the producer last waited for room in the queue
         reading = True  # False while handing a batch over: errors there are not the input's
         async with send:
-            with self._producer_scope:
-                try:
-                    async for space_id in aiter_ids(source):
-                        unyielded += 1
-                        if self._admit(space_id):
-                            if self.max_spaces is not None and admitted >= self.max_spaces:
-                                self.aborted = self.aborted or "max_spaces"
-                                break
-                            admitted += 1
-                            batch.append(space_id)
-                            if len(batch) >= batch_size:
-                                reading = False
-                                if await self._dispatch(batch, send):
-                                    unyielded = 0
-                                reading, batch = True, []
-                        # A full queue makes the producer wait, which lets the workers run; a
-                        # long run of skipped ids (a resume, a shard) must yield by itself.
-                        if unyielded >= IDS_PER_CHECKPOINT:
-                            unyielded = 0
-                            await anyio.lowlevel.checkpoint()
-                except Exception as exc:
-                    if not reading:  # not the input's fault: a bug, or a size snapshot
-                        raise
-                    # The listing or the file gave out. Stop reading; what was read is
-                    # still purged, in-flight spaces finish, then run() raises this.
-                    self.source_error = exc
-                await self._dispatch(batch, send)
-                self._source_done = self.source_error is None
+            try:
+                async for space_id in aiter_ids(source):
+                    unyielded += 1
+                    if self._admit(space_id):
+                        if self.max_spaces is not None and admitted >= self.max_spaces:
+                            self.aborted = self.aborted or "max_spaces"
+                            reading = False
+                            await self._not_started(space_id, launched=False)
+                            reading = True
+                            continue
+                        admitted += 1
+                        batch.append(space_id)
+                        if len(batch) >= batch_size:
+                            reading = False
+                            if await self._dispatch(batch, send):
+                                unyielded = 0
+                            reading, batch = True, []
+                    # A full queue makes the producer wait, which lets the workers run; a
+                    # long run of skipped ids (a resume, a shard) must yield by itself.
+                    if unyielded >= IDS_PER_CHECKPOINT:
+                        unyielded = 0
+                        await anyio.lowlevel.checkpoint()
+            except Exception as exc:
+                if not reading:  # not the input's fault: a bug, or a size snapshot
+                    raise
+                self._input_failed(exc)
+            await self._dispatch(batch, send)
+            self._source_done = self.source_error is None
 
     def _admit(self, space_id: str) -> bool:
         if not self._seen.add(str(space_id)):
@@ -307,27 +332,69 @@ class PurgeRun:
 
     async def _dispatch(self, batch: list[str], send: MemoryObjectSendStream[Job]) -> bool:
         """Send a batch to the workers, after one batched size snapshot if release is watched.
+        After a stop, each id of it is reported as never started instead.
 
         True if it had to wait (for room in the queue or for the snapshot).
         """
-        waited = bool(self.release and batch)
+        waited = bool(self.release and batch and not self._stopping)
         sizes = await snapshot_sizes(self.client, batch) if waited else {}
         for space_id in batch:
-            self.launched += 1
             job = (space_id, sizes.get(space_id))
-            try:
-                send.send_nowait(job)  # no checkpoint per id while there is room: see _next_job
-            except anyio.WouldBlock:
-                await send.send(job)
-                waited = True
+            while not self._stopping:
+                try:
+                    send.send_nowait(job)  # no checkpoint per id while there is room: _next_job
+                except anyio.WouldBlock:
+                    # Wait for a worker to take a job (or for a stop), not in send(): a
+                    # cancelled send() may or may not have delivered its job.
+                    self._room = room = anyio.Event()
+                    await room.wait()
+                    self._room = None
+                    waited = True
+                else:
+                    self.launched += 1
+                    break
+            else:
+                await self._not_started(space_id, launched=False)
         return waited
+
+    def _input_failed(self, exc: Exception) -> None:
+        """The listing or the file gave out. What was read is still purged; in-flight
+        spaces finish; then run() raises it (an auth error stops the run as one would)."""
+        if self._stopping or self.aborted == "max_spaces":
+            # Reading on only to report the spaces not started: those not read get no row.
+            self.input_error = exc
+            library_logger().warning(
+                "purge.input_failed_after_stop", error=f"{type(exc).__name__}: {exc}"
+            )
+        elif self.stop_on_auth and getattr(exc, "code", None) in FATAL_AUTH_CODES:
+            # e.g. a rejected static token on the first page of --all-spaces: the same
+            # credential problem as a purge that fails auth, not a broken input.
+            library_logger().error("purge.input_auth_failed", error=f"{type(exc).__name__}: {exc}")
+            self.stop(reason="auth")
+        else:
+            self.source_error = exc
+
+    async def _not_started(self, space_id: str, *, launched: bool = True) -> None:
+        """Report a space the run stopped before starting (``launched``: it was queued)."""
+        if not launched:
+            self.launched += 1
+        reason = self.aborted or ("interrupted" if self.interrupted else "stopped")
+        outcome = outcomes.not_started(space_id, reason)
+        if self.callback_error is not None:  # the record (report) is broken: count only
+            self.totals.add(outcome)
+            return
+        pending = self._record(outcome)
+        if pending is not None:
+            await pending
 
     async def _work(self, receive: MemoryObjectReceiveStream[Job]) -> None:
         async with receive:
             while (job := await _next_job(receive)) is not None:
+                if self._room is not None:
+                    self._room.set()  # the producer waits for room in the queue
                 space_id, size_before = job
                 if self._stopping:
-                    self.launched -= 1  # taken from the queue but never started
+                    await self._not_started(space_id)
                     continue
                 self.in_flight += 1
                 try:
@@ -395,7 +462,12 @@ class PurgeRun:
         self.totals.add(outcome)
         failed = outcome.outcome is Outcome.FAILED
         log = library_logger()
-        (log.warning if failed else log.info)(
+        # A space never started is one debug line each (a stop may leave millions); the
+        # run logs their count once (purge.not_started).
+        emit = (
+            log.warning if failed else log.debug if outcome.error_code == NOT_STARTED else log.info
+        )
+        emit(
             "purge.space",
             space_id=outcome.space_id,
             outcome=OUTCOME_TEXT[outcome.outcome],

@@ -21,12 +21,12 @@ from typing import Any, TextIO, cast
 import anyio
 import structlog
 
-from smh_async._bulk import PurgeRun
+from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
 from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary
 from smh_async._dedupe import FingerprintSet
-from smh_async._errors import SMHError
+from smh_async._errors import SMHAuthError, SMHError
 from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
@@ -42,6 +42,7 @@ from smh_async.cli import (
     EXIT_ABORTED,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     UsageError,
     check_files,
     exit_code,
@@ -61,6 +62,10 @@ def load_settings(args: argparse.Namespace) -> SMHSettings:
         for flag, field in SETTING_FLAGS.items()
         if getattr(args, flag, None) is not None
     }
+    # --library-secret wins over an SMH_ACCESS_TOKEN from the environment or .env (which
+    # would otherwise be used first, and may be stale).
+    if "library_secret" in overrides and "access_token" not in overrides:
+        overrides["access_token"] = None
     return SMHSettings(**overrides)
 
 
@@ -101,12 +106,12 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
             raise UsageError(f"--spaces-file: {problem}")
     if args.max_failure_rate is not None and not 0 < args.max_failure_rate <= 1:
         raise UsageError("--max-failure-rate must be in (0, 1]")
-    if args.max_duration is not None and args.max_duration <= 0:
-        raise UsageError("--max-duration must be positive")
+    if args.max_duration is not None and not 0 < args.max_duration < float("inf"):
+        raise UsageError("--max-duration must be a positive number of seconds")
     for flag in ("max_spaces", "wait_release", "grace", "min_sample", "progress_interval"):
         value = getattr(args, flag)
-        if value is not None and value < 0:
-            raise UsageError(f"--{flag.replace('_', '-')} must not be negative")
+        if value is not None and not value >= 0:  # NaN included
+            raise UsageError(f"--{flag.replace('_', '-')} must be a number, not negative")
     check_files(args)
     try:
         return Shard.parse(args.shard)
@@ -372,7 +377,9 @@ async def spaces_command(args: argparse.Namespace) -> int:
             print(
                 f"smh-async: error: {Redactor(_secrets(settings)).text(str(exc))}", file=sys.stderr
             )
-            return EXIT_FAILED
+            # A credential problem (wrong secret, rejected token) is exit 2, as for purge.
+            auth = isinstance(exc, SMHAuthError) or exc.code in FATAL_AUTH_CODES
+            return EXIT_USAGE if auth else EXIT_FAILED
     sys.stdout.flush()
     return EXIT_OK
 

@@ -170,7 +170,7 @@ def print_summary(
     if s.by_error_code:
         lines.append(f"failures by code: {_codes(s.by_error_code)}")
     lines.extend(check_lines(s.counters, dry_run=s.dry_run))
-    lines.extend(stop_lines(s.aborted, s.interrupted))
+    lines.extend(stop_lines(s.aborted, s.interrupted, report))
     if s.accepted:
         lines.append(ACCEPTED_NOTE)
     if report:
@@ -190,6 +190,11 @@ def print_report_summary(summary: ReportSummary) -> None:
         lines.append(f"failures by code: {_codes(summary.by_error_code)}")
     if summary.release:
         lines.append(f"release: {_codes(summary.release)}")
+    if summary.not_started:
+        lines.append(
+            f"NOT STARTED: {summary.not_started} spaces (the run stopped first; a --resume of "
+            "the run with this report purges them)"
+        )
     print("\n".join(lines), flush=True)
 
 
@@ -231,17 +236,22 @@ def check_lines(counters: Mapping[str, int], *, dry_run: int) -> list[str]:
     return lines
 
 
-def stop_lines(aborted: str | None, interrupted: bool) -> list[str]:
-    """Why a run stopped early, for the summary (one process or the ``--processes`` parent)."""
+def stop_lines(aborted: str | None, interrupted: bool, report: str | None) -> list[str]:
+    """Why a run stopped early, for the summary (one process or the ``--processes`` parent).
+    Without a ``report`` there is nothing to resume from: a re-run sends every space again."""
+    way_on = (
+        "re-run with --resume REPORT to finish the rest"
+        if report
+        else "no --report was kept, so a re-run sends every space again (emptying is idempotent)"
+    )
     lines = []
     if aborted:
         # A window ran out: nothing is wrong, the rest is simply still to do. (The
         # --processes parent joins its children's reasons: "failure_rate,max_duration".)
         window = "max_duration" in aborted.split(",")
-        hint = ": re-run with --resume REPORT to finish the rest" if window else ""
-        lines.append(f"ABORTED: {aborted}{hint}")
+        lines.append(f"ABORTED: {aborted}: {way_on}" if window else f"ABORTED: {aborted}")
     if interrupted:
-        lines.append("INTERRUPTED: re-run with --resume REPORT to finish the rest")
+        lines.append(f"INTERRUPTED: {way_on}")
     return lines
 
 

@@ -39,6 +39,8 @@ class Outcome(str, enum.Enum):
 
 # The shared, read-only "no extra fields" of an outcome (one object, not one per outcome).
 NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+# error_code of a ``skipped`` outcome: the run stopped before this space was started.
+NOT_STARTED = "NotStarted"
 # Outcome -> its text, for per-space hot paths (``Enum.value`` is a descriptor call).
 OUTCOME_TEXT: Mapping[Outcome, str] = MappingProxyType({kind: kind.value for kind in Outcome})
 
@@ -151,8 +153,9 @@ class PurgeSummary:
 
     @property
     def rate_per_s(self) -> float:
-        """Spaces finished per second over the whole run."""
-        return self.total / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Spaces finished per second over the whole run (those never started not counted)."""
+        done = self.total - self.skipped
+        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by ``purge.finished`` and the CLI summary."""

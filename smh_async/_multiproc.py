@@ -176,19 +176,16 @@ def run_processes(
             # would): no summary, and the --report path is left as it was.
             return 2
         earlier = [target] if append and target is not None and target.exists() else []
-        totals = _children_totals(parts) if not earlier and present == parts else None
+        totals = _children_totals(parts) if present == parts else None
         stopped_by = _stop_reasons(parts)
         details = _run_details(parts)
         merge_failed, release_report = None, None
         try:
-            if not present:  # no child got as far as its report: leave the target as it is
-                summary = summarize_reports(earlier)
-            else:
-                summary = _merge(earlier, present, target, totals)
+            summary = _merge(earlier, present, target, totals)
             release_report = _merge_release_files(present, target, append=bool(earlier))
         except OSError as exc:  # a full disk: the parts hold every row, so they stay
             merge_failed = f"cannot write {target}: {exc.strerror or exc}"
-            summary = summarize_reports([*earlier, *present])
+            summary = summarize_reports(present)
         else:
             for part in present:
                 part.unlink()
@@ -288,15 +285,23 @@ def _merge(
     """The children's parts are disjoint shards with one row per space, so on their own they
     are concatenated: byte for byte when the children's ``totals`` count them, otherwise in
     one reading pass; after an earlier report (a resume) a space may have rows in both, and
-    the last-row-wins merge decides. ``target`` may be one of the inputs: each of these
-    writes beside it and replaces it when done.
+    the last-row-wins merge decides what the file holds. ``target`` may be one of the
+    inputs: each of these writes beside it and replaces it when done. The summary returned
+    counts this run's spaces (the parts), as one process's does.
     """
+    if not parts:  # no child got as far as its report: leave the target as it is
+        return ReportSummary()
+    if earlier:  # the report file: earlier rows, then this run's, last row wins
+        summarize_reports([*earlier, *parts], output=target)
+        # The summary: this run's spaces, as one process resuming would count them.
+        if totals is not None:
+            return _summary_from_totals(totals, len(parts))
+        return concatenate_reports(parts)
     if totals is not None:
         if target is not None:
             copy_reports(parts, target)
         return _summary_from_totals(totals, len(parts))
-    merge = summarize_reports if earlier else concatenate_reports
-    return merge([*earlier, *parts], output=target)
+    return concatenate_reports(parts, output=target)
 
 
 def _summary_from_totals(totals: Sequence[dict[str, Any]], files: int) -> ReportSummary:
@@ -364,7 +369,9 @@ def _print_summary(result: dict[str, Any]) -> None:
         lines.append(f"failures by code: {codes}")
     if "counters" in result:
         lines.extend(check_lines(result["counters"], dry_run=result["dry_run"]))
-    lines.extend(stop_lines(result.get("aborted"), bool(result.get("interrupted"))))
+    lines.extend(
+        stop_lines(result.get("aborted"), bool(result.get("interrupted")), result["report"])
+    )
     if result["accepted"]:
         lines.append(ACCEPTED_NOTE)
     if result.get("report_failed"):

@@ -14,10 +14,10 @@ from typing import Any
 
 from smh_async._clock import utc_now_ms as utc_now
 from smh_async._errors import SMHError
-from smh_async._models import EmptyBinResult, Outcome, PurgeOutcome
+from smh_async._models import NOT_STARTED, EmptyBinResult, Outcome, PurgeOutcome
 from smh_async._progress import LatencyHistogram
 
-__all__ = ["RunTotals", "accepted", "dry_run", "failed", "interrupted"]
+__all__ = ["RunTotals", "accepted", "dry_run", "failed", "interrupted", "not_started"]
 
 _VERIFIED = {True: "verified", False: "verify_not_empty", None: "verify_error"}
 
@@ -38,8 +38,11 @@ class RunTotals:
 
     def add(self, outcome: PurgeOutcome) -> None:
         """Count one finished space."""
-        self.latency.add(outcome.elapsed_ms)
         kind, extra = outcome.outcome, outcome.extra
+        if kind is Outcome.SKIPPED:  # never started: no latency to speak of
+            self.skipped += 1
+            return
+        self.latency.add(outcome.elapsed_ms)
         if kind is Outcome.ACCEPTED:
             self.accepted += 1
             if "verified" in extra:
@@ -51,8 +54,6 @@ class RunTotals:
             self.dry_run += 1
             self.counters["bin_items"] += int(extra.get("bin_items") or 0)
             self.counters["bin_bytes"] += int(extra.get("bin_bytes") or 0)
-        else:
-            self.skipped += 1
 
 
 def accepted(result: EmptyBinResult, started: float, extra: Mapping[str, Any]) -> PurgeOutcome:
@@ -113,6 +114,18 @@ def interrupted(space_id: str, started: float) -> PurgeOutcome:
         error_message="cancelled while in flight; the server may have "
         "received the request (safe to resume: emptying is idempotent)",
         elapsed_ms=elapsed_ms(started),
+        finished_at=utc_now(),
+    )
+
+
+def not_started(space_id: str, reason: str) -> PurgeOutcome:
+    """The run stopped (``reason``: ``max_duration``, ``interrupted``…) before this space
+    was started: nothing was sent for it."""
+    return PurgeOutcome(
+        space_id,
+        Outcome.SKIPPED,
+        error_code=NOT_STARTED,
+        error_message=f"not started: the run stopped ({reason}) first; a resume purges it",
         finished_at=utc_now(),
     )
 

@@ -19,11 +19,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
+from smh_async._clock import utc_now_ms
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
 from smh_async._protocol import check_path_segment
@@ -67,7 +67,7 @@ class ReleaseResult:
             "size_after": self.size_after,
             "polls": self.polls,
             "waited_s": round(self.waited_s, 1),
-            "checked_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "checked_at": utc_now_ms(),  # as the report's finished_at: ...T12:00:00.000Z
         }
 
 

@@ -216,6 +216,11 @@ class ReportSummary:
         """Spaces whose final row is ``failed``."""
         return self.by_outcome.get(Outcome.FAILED.value, 0)
 
+    @property
+    def not_started(self) -> int:
+        """Spaces whose final row is ``skipped``: a run stopped before starting them."""
+        return self.by_outcome.get(Outcome.SKIPPED.value, 0)
+
 
 def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -> ReportSummary:
     """Merge reports (last row per space wins); optionally write the final rows to ``output``.

@@ -43,7 +43,9 @@ class Shard:
     count: int
 
     def __post_init__(self) -> None:
-        if self.count < 1 or not 0 <= self.index < self.count:
+        if self.count < 1:
+            raise ValueError(f"shard count must be at least 1 (got {self.count})")
+        if not 0 <= self.index < self.count:
             raise ValueError(f"shard index must be in 0..{self.count - 1} (got {self.index})")
 
     def __contains__(self, space_id: object) -> bool:

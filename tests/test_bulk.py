@@ -88,7 +88,8 @@ async def test_cancellation_is_clean(fake: FakeSMH, server: FakeServer) -> None:
 
 
 async def test_graceful_stop_lets_in_flight_finish(fake: FakeSMH, server: FakeServer) -> None:
-    """stop() launches nothing new; in-flight spaces finish within the grace period."""
+    """stop() launches nothing new; in-flight spaces finish within the grace period; every
+    other space of the input is reported skipped/NotStarted, so each has one outcome."""
     from smh_async import PurgeRun
 
     ids = fake.add_spaces(LIBRARY, count=200, items_per_space=1, item_size=10)
@@ -103,9 +104,18 @@ async def test_graceful_stop_lets_in_flight_finish(fake: FakeSMH, server: FakeSe
 
         run = PurgeRun(smh, on_outcome=stop_after_20, grace=5)
         summary = await run.run(ids)
-    sent = [r for r in fake.requests if r.route == "empty_bin"]
-    assert summary.interrupted and summary.accepted == len(outcomes) == len(sent)
-    assert 20 <= len(outcomes) <= 28
+    sent = [r.space_id or "" for r in fake.requests if r.route == "empty_bin"]
+    accepted = [o.space_id for o in outcomes if o.outcome is Outcome.ACCEPTED]
+    assert summary.interrupted and summary.accepted == len(accepted)
+    assert sorted(accepted) == sorted(sent)
+    assert 20 <= len(accepted) <= 28
+    assert sorted(o.space_id for o in outcomes) == sorted(ids)  # one outcome per space
+    rest = [o for o in outcomes if o.outcome is not Outcome.ACCEPTED]
+    assert {(o.outcome, o.error_code, o.attempts) for o in rest} == {
+        (Outcome.SKIPPED, "NotStarted", 0)
+    }
+    assert summary.skipped == len(rest) == 200 - len(accepted)
+    assert summary.total == 200
 
 
 async def test_failure_rate_threshold_aborts(fake: FakeSMH, server: FakeServer) -> None:

@@ -328,7 +328,8 @@ async def test_processes_summary_says_what_one_process_says(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:
     """The --processes summary carries the dry run's bin sizes, duplicates, spaces a resume
-    found done and the --verify counts, equal to one process's (they used to be dropped)."""
+    found done and the --verify counts, equal to one process's (they used to be dropped);
+    a resume into the same report counts this run's spaces, not the whole file's."""
     ids = fake.add_spaces(LIBRARY, count=40, items_per_space=3, item_size=100)
     spaces = tmp_path / "ids.txt"
     spaces.write_text("\n".join([*ids, *ids[:5]]) + "\n")  # five duplicates
@@ -349,6 +350,7 @@ async def test_processes_summary_says_what_one_process_says(
     )
     assert resumed.returncode == 0, resumed.stderr
     first_line = _line(resumed.stdout, b"spaces:")
+    assert first_line.startswith(b"spaces: 28  accepted: 28  failed: 0")  # this run's
     assert b"duplicates: 5  already done (resume): 12  processes: 2" in first_line
     assert _line(resumed.stdout, b"verify:").startswith(b"verify: 28 empty after the purge")
     assert Counter(deletes(fake)) == Counter(ids)

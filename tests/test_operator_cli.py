@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import stat
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -49,6 +51,21 @@ async def purge(server: FakeServer, *args: str, **env: str) -> subprocess.Comple
 def deletes(fake: FakeSMH) -> list[str]:
     """Space ids of every DELETE that reached the emulator, in arrival order."""
     return [r.space_id or "" for r in fake.requests if r.route == "empty_bin"]
+
+
+def stopped_rows(report: Path, ids: Sequence[str], sent: Sequence[str]) -> set[str]:
+    """Check the report of a run that stopped early and return its accepted spaces: one row
+    per input space; a real outcome for each space that reached the server, and
+    ``skipped``/``NotStarted`` for every other (it used to have no row at all)."""
+    rows = list(read_report(report))
+    assert Counter(r["space_id"] for r in rows) == Counter(ids)
+    started = {r["space_id"] for r in rows if r["outcome"] != "skipped"}
+    assert started == set(sent)
+    rest = {
+        (r["outcome"], r["error_code"], r["attempts"]) for r in rows if r["space_id"] not in started
+    }
+    assert rest <= {("skipped", "NotStarted", 0)}
+    return {r["space_id"] for r in rows if r["outcome"] == "accepted"}
 
 
 def events(proc: subprocess.CompletedProcess[bytes], name: str) -> list[dict[str, object]]:
@@ -98,8 +115,8 @@ async def test_sigint_mid_run_exits_130_and_resume_finishes_the_rest(
     assert b"INTERRUPTED" in stdout and SECRET.encode() not in stdout
     plan = [json.loads(x) for x in stderr.splitlines() if b'"purge.plan"' in x]
     assert [p["event_loop"] for p in plan] == [event_loop]
-    first = {r["space_id"] for r in read_report(report) if r["outcome"] == "accepted"}
-    assert 30 <= len(first) < 120 and len(list(read_report(report))) == len(first)
+    first = stopped_rows(report, ids, deletes(fake))
+    assert 30 <= len(first) < 120
     sent_before = len(fake.requests)
 
     proc = await purge(server, *args)
@@ -139,8 +156,8 @@ async def test_max_duration_exits_3_and_resume_finishes_the_rest(
     fake: FakeSMH, server: FakeServer, tmp_path: Path, processes: str
 ) -> None:
     """--max-duration: no new space after the window, exit 3 with the reason and the way on
-    in the summary (also from the --processes parent); a resume finishes the rest, each
-    space emptied exactly once."""
+    in the summary (also from the --processes parent); `report` exits 1 on the report while
+    spaces are not started; a resume finishes the rest, each space emptied exactly once."""
     ids = fake.add_spaces(LIBRARY, count=150, items_per_space=1, item_size=10)
     fake.latency = 0.05
     spaces = tmp_path / "ids.txt"
@@ -158,12 +175,32 @@ async def test_max_duration_exits_3_and_resume_finishes_the_rest(
         False,
         3,
     )
-    done = {r["space_id"] for r in read_report(report)}
+    done = stopped_rows(report, ids, deletes(fake))
     assert 0 < len(done) < 150
+    assert f"skipped: {150 - len(done)}".encode() in first.stdout
+    check = [sys.executable, "-m", "smh_async", "report", str(report)]
+    incomplete = await anyio.run_process(check, check=False)
+    assert incomplete.returncode == 1  # it said all was well (exit 0) before NotStarted rows
+    assert f"NOT STARTED: {150 - len(done)} spaces".encode() in incomplete.stdout
     second = await purge(server, *args)
     assert second.returncode == 0, second.stderr
     assert Counter(deletes(fake)) == Counter(ids)
     assert summarize_reports([report]).by_outcome == {"accepted": 150}
+    complete = await anyio.run_process(check, check=False)
+    assert complete.returncode == 0 and b"NOT STARTED" not in complete.stdout
+
+
+async def test_without_a_report_the_stop_line_does_not_offer_a_resume(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """A run stopped early with no --report says a re-run sends every space again, instead of
+    pointing at a --resume REPORT that does not exist."""
+    ids = fake.add_spaces(LIBRARY, count=60, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    proc = await purge(server, *ids, "--concurrency", "2", "--max-duration", "0.3")
+    assert proc.returncode == 3, proc.stderr
+    assert b"ABORTED: max_duration: no --report was kept, so a re-run sends every" in proc.stdout
+    assert b"--resume" not in proc.stdout
 
 
 async def test_a_listing_that_gives_out_mid_run_exits_1_and_resume_finishes(
@@ -235,10 +272,12 @@ async def test_a_summary_on_a_full_disk_is_named_and_the_exit_code_kept(
     assert len(report.read_text().splitlines()) == 3
 
 
-async def test_max_duration_must_be_positive(server: FakeServer) -> None:
-    """--max-duration 0 is a usage error, exit 2."""
-    proc = await purge(server, "space1", "--max-duration", "0")
-    assert proc.returncode == 2 and b"--max-duration must be positive" in proc.stderr
+@pytest.mark.parametrize("value", ["0", "nan", "inf"])
+async def test_max_duration_must_be_positive(server: FakeServer, value: str) -> None:
+    """--max-duration 0, nan or inf is a usage error, exit 2 (nan used to end in a traceback)."""
+    proc = await purge(server, "space1", "--max-duration", value)
+    assert proc.returncode == 2, proc.stderr
+    assert b"--max-duration must be a positive number of seconds" in proc.stderr
 
 
 async def test_dry_run_sends_no_delete_and_prints_totals(
@@ -305,11 +344,15 @@ async def test_max_spaces_guard_purges_n_then_exits_3(fake: FakeSMH, server: Fak
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("shard", ["3/3", "x/2", "/2", "1-2"])
+@pytest.mark.parametrize("shard", ["3/3", "x/2", "/2", "1-2", "0/0"])
 async def test_bad_shard_is_a_usage_error(server: FakeServer, shard: str) -> None:
-    """A malformed or out-of-range --shard (or /N without JOB_COMPLETION_INDEX) exits 2."""
+    """A malformed or out-of-range --shard (or /N without JOB_COMPLETION_INDEX) exits 2;
+    a count of 0 says so (it said "index must be in 0..-1")."""
     proc = await purge(server, "s1", "--shard", shard)
     assert proc.returncode == 2 and b"--shard" in proc.stderr
+    assert b"0..-1" not in proc.stderr
+    if shard == "0/0":
+        assert b"shard count must be at least 1" in proc.stderr
 
 
 async def test_report_command_can_compact_a_report_in_place(tmp_path: Path) -> None:
@@ -332,21 +375,28 @@ async def test_report_command_can_compact_a_report_in_place(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "flag", ["--max-spaces", "--wait-release", "--grace", "--min-sample", "--progress-interval"]
+    ("flag", "value"),
+    [
+        *((f, "-1") for f in ("--max-spaces", "--wait-release", "--grace", "--min-sample")),
+        ("--progress-interval", "-1"),
+        *((f, "nan") for f in ("--wait-release", "--grace", "--progress-interval")),
+    ],
 )
 async def test_negative_counts_and_durations_are_usage_errors(
-    fake: FakeSMH, server: FakeServer, flag: str
+    fake: FakeSMH, server: FakeServer, flag: str, value: str
 ) -> None:
-    """A negative value for a count or a duration exits 2 naming the flag; nothing is sent."""
-    proc = await purge(server, "s1", flag, "-1")
-    assert proc.returncode == 2 and f"{flag} must not be negative".encode() in proc.stderr
+    """A negative (or NaN) count or duration exits 2 naming the flag; nothing is sent."""
+    proc = await purge(server, "s1", flag, value)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{flag} must be a number, not negative".encode() in proc.stderr
     assert fake.requests == []
 
 
 async def test_wait_release_marks_slow_spaces_pending_not_failed(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:
-    """A release slower than --wait-release: rows release_pending, exit 0, usage batched ≤100."""
+    """A release slower than --wait-release: rows release_pending, exit 0, usage batched ≤100;
+    checked_at is written like the report's finished_at (UTC, milliseconds, Z)."""
     ids = fake.add_spaces(LIBRARY, count=150, items_per_space=2, item_size=100)
     empty = fake.add_space(LIBRARY)
     fake.release_delay = 60
@@ -358,6 +408,8 @@ async def test_wait_release_marks_slow_spaces_pending_not_failed(
     assert release[empty]["release"] == "nothing_to_release"
     assert {release[s]["release"] for s in ids} == {"release_pending"}
     assert all(release[s]["size_before"] == 200 for s in ids)
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+    assert all(stamp.fullmatch(row["checked_at"]) for row in release.values())
     usage = [r for r in fake.requests if r.route == "usage_spaces"]
     assert usage and max(len((r.space_id or "").split(",")) for r in usage) <= 100
     assert b"release_pending: 150" in proc.stdout
@@ -641,9 +693,7 @@ async def test_a_log_reader_that_goes_away_stops_the_run_and_loses_nothing(
     line = f"set -o pipefail; {shlex.join(cmd)} 2>&1 >/dev/null | head -c 3000 >/dev/null"
     proc = await anyio.run_process(["bash", "-c", line], env=_env(server), check=False)
     assert proc.returncode == 130, proc.stderr
-    rows = list(read_report(report))
-    assert sorted(r["space_id"] for r in rows) == sorted(deletes(fake))
-    assert 0 < len(rows) < 400 and {r["outcome"] for r in rows} == {"accepted"}
+    assert 0 < len(stopped_rows(report, ids, deletes(fake))) < 400
 
 
 @pytest.mark.parametrize("closed", ["2>&-", ">&- 2>&-"])
@@ -680,6 +730,50 @@ async def test_sighup_stops_gracefully_like_sigterm(
                 await anyio.sleep(0.02)
             process.send_signal(signal.SIGHUP)
             assert await process.wait() == 130
-    rows = list(read_report(report))
-    assert sorted(r["space_id"] for r in rows) == sorted(deletes(fake))
-    assert {r["outcome"] for r in rows} == {"accepted"} and len(rows) < 200
+    assert len(stopped_rows(report, ids, deletes(fake))) < 200
+
+
+async def test_a_library_secret_flag_wins_over_a_token_in_the_environment(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """--library-secret on the command line is used even when SMH_ACCESS_TOKEN (a stale one
+    in .env, say) is set: flags win. The token used to be preferred, failing every space."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    env = _env(server, SMH_ACCESS_TOKEN="stale")
+    del env["SMH_LIBRARY_SECRET"]
+    cmd = [sys.executable, "-m", "smh_async", "purge", *ids, "--library-secret", SECRET]
+    proc = await anyio.run_process(cmd, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert Counter(deletes(fake)) == Counter(ids)
+    assert [r.status for r in fake.requests if r.route == "token_create"] == [200]
+    assert {r.status for r in fake.requests if r.route == "empty_bin"} == {204}
+
+
+async def test_all_spaces_with_a_rejected_token_is_an_auth_error_not_a_broken_input(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--all-spaces with a static token the server rejects: ABORTED: auth, exit 2, nothing
+    purged. It used to say INPUT FAILED (exit 1) and send the operator to --resume."""
+    fake.add_spaces(LIBRARY, count=5, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    env = _env(server, SMH_ACCESS_TOKEN="revoked-token")
+    del env["SMH_LIBRARY_SECRET"]
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", "--all-spaces"]
+    proc = await anyio.run_process([*cmd, "--report", str(report)], env=env, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert b"ABORTED: auth" in proc.stdout and b"INPUT FAILED" not in proc.stdout
+    assert [e["event"] for e in events(proc, "purge.input_auth_failed")] == [
+        "purge.input_auth_failed"
+    ]
+    assert deletes(fake) == []
+
+
+async def test_spaces_with_a_wrong_secret_exits_2_like_purge(server: FakeServer) -> None:
+    """`smh-async spaces` with a wrong library secret is a credential error: exit 2 (as for
+    purge), one line, no traceback; it used to exit 1 like a failed space."""
+    env = _env(server, SMH_LIBRARY_SECRET="not-the-secret")
+    cmd = [sys.executable, "-m", "smh_async", "spaces"]
+    proc = await anyio.run_process(cmd, env=env, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert b"WrongLibraryIdOrSecret" in proc.stderr and b"Traceback" not in proc.stderr
+    assert proc.stdout == b""

@@ -96,16 +96,21 @@ async def test_max_duration_stops_launching_and_lets_in_flight_finish(
     fake: FakeSMH, server: FakeServer
 ) -> None:
     """After max_duration no space starts; those in flight finish (accepted, not cut);
-    every space that reached the server has one outcome; aborted = "max_duration"."""
+    every space that reached the server is accepted, every other is skipped/NotStarted;
+    aborted = "max_duration"."""
     ids = fake.add_spaces(LIBRARY, count=100, items_per_space=1, item_size=10)
     fake.latency = 0.05
     outcomes: list[PurgeOutcome] = []
     async with SMHClient(make_settings(server, concurrency=4)) as smh:
         summary = await PurgeRun(smh, max_duration=0.3, on_outcome=outcomes.append).run(ids)
     sent = [r.space_id for r in fake.requests if r.route == "empty_bin"]
-    assert summary.aborted == "max_duration" and 4 <= summary.total < 100
-    assert sorted(o.space_id for o in outcomes) == sorted(s or "" for s in sent)
-    assert {o.outcome for o in outcomes} == {Outcome.ACCEPTED}
+    assert summary.aborted == "max_duration" and 4 <= summary.accepted < 100
+    accepted = [o.space_id for o in outcomes if o.outcome is Outcome.ACCEPTED]
+    assert sorted(accepted) == sorted(s or "" for s in sent)
+    assert sorted(o.space_id for o in outcomes) == sorted(ids) and summary.total == 100
+    rest = {(o.outcome, o.error_code) for o in outcomes if o.space_id not in set(accepted)}
+    assert rest == {(Outcome.SKIPPED, "NotStarted")}
+    assert summary.skipped == 100 - summary.accepted
 
 
 @pytest.mark.anyio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import anyio
@@ -230,3 +231,35 @@ async def test_a_long_run_of_skipped_ids_still_lets_the_event_loop_run(
     assert (summary.total, summary.accepted) == (1, 1)
     assert run.filtered == 200_000
     assert ticks >= 200_000 // 1024 // 2, ticks
+
+
+async def test_when_the_grace_runs_out_every_space_still_has_one_outcome(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """stop() with requests hanging past the grace: those in flight are cancelled and
+    reported failed/Interrupted, the queued ones and the rest of the input skipped/NotStarted;
+    each input space gets exactly one outcome and run() returns soon after the grace."""
+    from smh_async import PurgeRun
+
+    ids = fake.add_spaces(LIBRARY, count=100, items_per_space=1, item_size=10)
+    fake.latency = 30.0  # every DELETE hangs far beyond the grace
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server, concurrency=4)) as smh:
+        run = PurgeRun(smh, on_outcome=outcomes.append, grace=0.2)
+
+        async def stop_soon() -> None:
+            while run.progress().in_flight < 4:
+                await anyio.sleep(0.01)
+            run.stop(interrupted=True)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop_soon)
+                summary = await run.run(ids)
+    assert sorted(o.space_id for o in outcomes) == sorted(ids)
+    kinds = Counter((o.outcome, o.error_code) for o in outcomes)
+    assert kinds == {
+        (Outcome.FAILED, "Interrupted"): 4,
+        (Outcome.SKIPPED, "NotStarted"): 96,
+    }
+    assert (summary.failed, summary.skipped, summary.total) == (4, 96, 100)

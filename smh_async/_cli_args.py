@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from smh_async._version import __version__
 
-__all__ = ["SETTING_FLAGS", "build_parser"]
+__all__ = ["ENV_OPTIONS", "SETTING_FLAGS", "build_parser", "env_name", "read_environment"]
 
 # CLI flag → SMHSettings field (None values are left to the environment / .env / defaults).
 SETTING_FLAGS = {
@@ -23,6 +27,84 @@ SETTING_FLAGS = {
     "max_attempts": "max_attempts",
     "timeout": "timeout",
 }
+
+
+# Options that also read SMH_<OPTION> from the environment or .env when the flag is absent,
+# as every connection setting does (SMH_DRY_RUN=1, SMH_REPORT=/var/log/smh/r.jsonl…). What to
+# purge never does: SPACE_ID, --spaces-file and --all-spaces are always on the command line,
+# so a leftover variable cannot widen a run; --shard has SMH_SHARD_COUNT / SMH_SHARD_INDEX.
+ENV_OPTIONS = frozenset(
+    {
+        "report",
+        "resume",
+        "summary_json",
+        "dry_run",
+        "verify",
+        "wait_release",
+        "processes",
+        "max_failure_rate",
+        "min_sample",
+        "max_spaces",
+        "max_duration",
+        "grace",
+        "event_loop",
+        "no_progress",
+        "progress_interval",
+        "log_format",
+        "log_level",
+    }
+)
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def env_name(dest: str) -> str:
+    """The environment variable of an option: ``dry_run`` → ``SMH_DRY_RUN``."""
+    return f"SMH_{dest.upper()}"
+
+
+def read_environment() -> dict[str, str]:
+    """``SMH_*`` from ``.env`` in the working directory, overridden by the environment (as
+    for the settings). A ``.env`` that cannot be read is left to the settings to report."""
+    found: dict[str, str] = {}
+    dotenv = Path(".env")
+    if dotenv.is_file():
+        try:
+            from dotenv import dotenv_values
+
+            found = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+        except (OSError, UnicodeDecodeError):
+            found = {}
+    found.update(os.environ)
+    return {k: v for k, v in found.items() if k.startswith("SMH_")}
+
+
+def _environment_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Defaults of ``parser``'s :data:`ENV_OPTIONS` from ``environ`` (the flag still wins).
+
+    Raises ``ValueError`` naming the variable when its value does not fit the option.
+    """
+    defaults: dict[str, Any] = {}
+    for action in parser._actions:
+        name = env_name(action.dest)
+        raw = environ.get(name, "").strip()
+        if action.dest in ENV_OPTIONS and raw:
+            defaults[action.dest] = _env_value(action, name, raw)
+    parser.set_defaults(**defaults)
+
+
+def _env_value(action: argparse.Action, name: str, raw: str) -> Any:
+    if action.nargs == 0:  # a switch (--dry-run)
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError(f"{name} must be true or false (1/0, yes/no, on/off)")
+    try:
+        value = action.type(raw) if callable(action.type) else raw
+    except (TypeError, ValueError):
+        kind = getattr(action.type, "__name__", "value")
+        raise ValueError(f"{name} must be a valid {kind}") from None
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{name} must be one of: {', '.join(map(str, action.choices))}")
+    return value
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -76,7 +158,9 @@ def _log_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _run_flags(purge: argparse.ArgumentParser) -> None:
-    run = purge.add_argument_group("run")
+    run = purge.add_argument_group(
+        "run (each also read from SMH_<OPTION>, e.g. SMH_DRY_RUN=1, SMH_REPORT=PATH; flags win)"
+    )
     run.add_argument("--report", help="write a JSON Lines report, one row per space")
     run.add_argument(
         "--resume", help="skip spaces already accepted in this report (may equal --report)"
@@ -147,8 +231,12 @@ def _run_flags(purge: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used by the docs test to check the README reference)."""
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs test to check the README reference).
+
+    ``environ``: ``SMH_*`` variables giving defaults to :data:`ENV_OPTIONS` (see
+    :func:`read_environment`); a value that does not fit raises ``ValueError``.
+    """
     parser = argparse.ArgumentParser(
         prog="smh-async",
         description="Empty the recycle bins of many Tencent Cloud SMH tenant spaces at once.",
@@ -182,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     spaces = sub.add_parser("spaces", help="list tenant space ids, one per line")
     _connection_flags(spaces)
     _log_flags(spaces)
+    if environ:
+        _environment_defaults(purge, environ)
+        _environment_defaults(spaces, environ)
 
     fake = sub.add_parser("fake-server", help="run the built-in SMH emulator on loopback")
     fake.add_argument("--host", default="127.0.0.1", help="loopback address to bind")

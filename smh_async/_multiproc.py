@@ -67,7 +67,9 @@ def child_argv(argv: Sequence[str], index: int, count: int, report: Path) -> lis
     for name in ("--processes", "--report", "--shard", "--summary-json"):
         args = drop_option(args, name)
     shard = ["--shard", f"{index}/{count}", "--report", str(report)]
-    return [*args, *shard, "--summary-json", str(totals_path(report))]
+    # --processes 1 said outright: an SMH_PROCESSES in the inherited environment must not
+    # make each child split itself again.
+    return [*args, *shard, "--summary-json", str(totals_path(report)), "--processes", "1"]
 
 
 def count_to_purge(ids: Sequence[str], spaces_file: str | None, resume: str | None) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
-from smh_async._cli_args import build_parser
+from smh_async._cli_args import build_parser, read_environment
 from smh_async._console import SafeStream, print_report_summary
 from smh_async._errors import SMHConfigError
 from smh_async._report import summarize_reports
@@ -41,7 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as we do)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser(read_environment())
+    except ValueError as exc:  # an SMH_<OPTION> that does not fit its option
+        print(f"smh-async: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     if args.command == "purge":  # its summary survives a reader gone (`| head`, a hang-up)
         sys.stdout = cast("TextIO", SafeStream(sys.stdout))
     try:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.anyio
 
 def test_child_argv_replaces_processes_report_and_shard() -> None:
     """Each child gets the same run with its own shard, report part and totals file, never
-    --processes or the parent's --summary-json."""
+    the parent's --processes (it is told 1, over any SMH_PROCESSES) or --summary-json."""
     argv = ["purge", "--processes", "3", "--report=r.jsonl", "--concurrency", "8", "a", "b"]
     argv += ["--summary-json", "s.json"]
     child = child_argv(argv, 1, 3, Path("r.jsonl.part1of3"))
@@ -49,6 +49,8 @@ def test_child_argv_replaces_processes_report_and_shard() -> None:
         "r.jsonl.part1of3",
         "--summary-json",
         "r.jsonl.part1of3.summary.json",
+        "--processes",
+        "1",
     ]
 
 

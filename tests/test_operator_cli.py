@@ -777,3 +777,73 @@ async def test_spaces_with_a_wrong_secret_exits_2_like_purge(server: FakeServer)
     assert proc.returncode == 2, proc.stderr
     assert b"WrongLibraryIdOrSecret" in proc.stderr and b"Traceback" not in proc.stderr
     assert proc.stdout == b""
+
+
+async def test_run_options_also_read_from_the_environment_and_dotenv(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SMH_DRY_RUN / SMH_REPORT (environment or .env) act as --dry-run / --report: a dry
+    run, nothing deleted (SMH_DRY_RUN used to be ignored: a real purge); the environment
+    wins over .env."""
+    ids = fake.add_spaces(LIBRARY, count=4, items_per_space=2, item_size=10)
+    report = tmp_path / "r.jsonl"
+    proc = await purge(server, *ids, SMH_DRY_RUN="1", SMH_REPORT=str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert b"dry run: 4 spaces, 8 items" in proc.stdout and deletes(fake) == []
+    assert {r["outcome"] for r in read_report(report)} == {"dry_run"}
+    (tmp_path / ".env").write_text("SMH_DRY_RUN=true\n")
+    cmd = [sys.executable, "-m", "smh_async", "purge", *ids]
+    from_file = await anyio.run_process(cmd, env=_env(server), cwd=tmp_path, check=False)
+    assert from_file.returncode == 0 and b"dry_run: 4" in from_file.stdout
+    assert deletes(fake) == []
+    env_wins = await anyio.run_process(
+        cmd, env=_env(server, SMH_DRY_RUN="0"), cwd=tmp_path, check=False
+    )
+    assert env_wins.returncode == 0 and b"accepted: 4" in env_wins.stdout
+    assert Counter(deletes(fake)) == Counter(ids)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SMH_DRY_RUN", "maybe", b"SMH_DRY_RUN must be true or false"),
+        ("SMH_GRACE", "soon", b"SMH_GRACE must be a valid float"),
+        ("SMH_EVENT_LOOP", "tokio", b"SMH_EVENT_LOOP must be one of: asyncio, uvloop"),
+        ("SMH_MAX_DURATION", "nan", b"--max-duration must be a positive number"),
+    ],
+)
+async def test_a_run_option_from_the_environment_that_does_not_fit_exits_2(
+    fake: FakeSMH, server: FakeServer, name: str, value: str, message: bytes
+) -> None:
+    """An SMH_<OPTION> whose value does not fit is a usage error naming it; nothing is sent."""
+    ids = fake.add_spaces(LIBRARY, count=2, items_per_space=1, item_size=10)
+    proc = await purge(server, *ids, **{name: value})
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and b"Traceback" not in proc.stderr
+    assert deletes(fake) == []
+
+
+async def test_what_to_purge_never_comes_from_the_environment(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """SMH_ALL_SPACES / SMH_SPACES_FILE are not read: a run without targets on the command
+    line is refused, so a leftover variable cannot widen it to every tenant."""
+    fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    proc = await purge(server, SMH_ALL_SPACES="1", SMH_SPACES_FILE="/etc/hostname")
+    assert proc.returncode == 2 and b"give exactly one target" in proc.stderr
+    assert deletes(fake) == []
+
+
+async def test_smh_processes_splits_once_not_recursively(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SMH_PROCESSES=2 runs two shard processes, each told --processes 1 (they inherit the
+    variable and would otherwise split again); every space is emptied once."""
+    ids = fake.add_spaces(LIBRARY, count=40, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    proc = await purge(server, *ids, "--report", str(report), SMH_PROCESSES="2")
+    assert proc.returncode == 0, proc.stderr
+    assert b"processes: 2" in proc.stdout
+    assert Counter(deletes(fake)) == Counter(ids)
+    plans = events(proc, "purge.plan")
+    assert sorted(str(p["shard"]) for p in plans) == ["0/2", "1/2"]

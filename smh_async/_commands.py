@@ -355,7 +355,10 @@ async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope) -> None:
                 scope.cancel()  # a second signal: stop waiting for in-flight requests
                 return
             structlog.get_logger("smh_async.cli").warning(
-                "purge.stopping", signal=signal.Signals(signum).name, grace_s=run.grace
+                "purge.stopping",
+                signal=signal.Signals(signum).name,
+                grace_s=run.grace,
+                then="the rest of the input is reported not started; signal again to quit now",
             )
             run.stop(interrupted=True)
 

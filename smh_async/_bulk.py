@@ -70,6 +70,8 @@ class PurgeRun:
       (resume sets, shard filters).
     - After a stop (any reason below, or :meth:`stop`), the rest of the input is read and
       each space never started gets a ``skipped`` outcome (``error_code="NotStarted"``).
+      ``report_not_started=False`` stops reading instead (an input that costs requests to
+      read, like a listing): only the spaces already read are reported so.
     - ``dry_run``: list each bin's item count and bytes instead of emptying it.
     - ``verify``: after each 204, list the bin and record whether it is empty.
     - ``wait_release``: seconds to watch accepted spaces' usage drop after the purge (see
@@ -108,6 +110,7 @@ class PurgeRun:
         on_progress: ProgressCallback | None = None,
         progress_interval: float = 1.0,
         total: int | None = None,
+        report_not_started: bool = True,
     ) -> None:
         self.client = client
         wanted = concurrency or client.settings.concurrency
@@ -140,6 +143,8 @@ class PurgeRun:
         self._seen = FingerprintSet()
         self._stopping = False
         self._room: anyio.Event | None = None  # set when a worker takes a queued job
+        self.report_not_started = report_not_started
+        self._reading = anyio.CancelScope()  # cut by a stop when not reading on
         self.input_error: Exception | None = None  # the input gave out after a stop
         self._plain = not (dry_run or verify or self.release is not None)
         self._workers_scope = anyio.CancelScope()
@@ -158,6 +163,8 @@ class PurgeRun:
         self._stopping = True
         if self._room is not None:
             self._room.set()  # a producer waiting for room: no job is sent any more
+        if not self.report_not_started:
+            self._reading.cancel()  # e.g. a listing: no more requests to read the rest
         self._workers_scope.deadline = min(
             self._workers_scope.deadline, anyio.current_time() + self.grace
         )
@@ -291,35 +298,43 @@ class PurgeRun:
         admitted = 0
         unyielded = 0  # ids read since the producer last waited for room in the queue
         reading = True  # False while handing a batch over: errors there are not the input's
+        handing: list[str] | None = None  # the batch _dispatch is handing over
         async with send:
-            try:
-                async for space_id in aiter_ids(source):
-                    unyielded += 1
-                    if self._admit(space_id):
-                        if self.max_spaces is not None and admitted >= self.max_spaces:
-                            self.aborted = self.aborted or "max_spaces"
-                            reading = False
-                            await self._not_started(space_id, launched=False)
-                            reading = True
-                            continue
-                        admitted += 1
-                        batch.append(space_id)
-                        if len(batch) >= batch_size:
-                            reading = False
-                            if await self._dispatch(batch, send):
-                                unyielded = 0
-                            reading, batch = True, []
-                    # A full queue makes the producer wait, which lets the workers run; a
-                    # long run of skipped ids (a resume, a shard) must yield by itself.
-                    if unyielded >= IDS_PER_CHECKPOINT:
-                        unyielded = 0
-                        await anyio.lowlevel.checkpoint()
-            except Exception as exc:
-                if not reading:  # not the input's fault: a bug, or a size snapshot
-                    raise
-                self._input_failed(exc)
+            with self._reading:
+                try:
+                    async for space_id in aiter_ids(source):
+                        unyielded += 1
+                        if self._admit(space_id):
+                            if self.max_spaces is not None and admitted >= self.max_spaces:
+                                self.aborted = self.aborted or "max_spaces"
+                                reading = False
+                                await self._not_started(space_id, launched=False)
+                                reading = True
+                                continue
+                            admitted += 1
+                            batch.append(space_id)
+                            if len(batch) >= batch_size:
+                                reading = False
+                                handing = batch
+                                if await self._dispatch(batch, send):
+                                    unyielded = 0
+                                reading, batch = True, []
+                        # A full queue makes the producer wait, which lets the workers run;
+                        # a long run of skipped ids (a resume, a shard) must yield by itself.
+                        if unyielded >= IDS_PER_CHECKPOINT:
+                            unyielded = 0
+                            await anyio.lowlevel.checkpoint()
+                except Exception as exc:
+                    if not reading:  # not the input's fault: a bug, or a size snapshot
+                        raise
+                    self._input_failed(exc)
+            cut = self._reading.cancelled_caught
+            if cut:
+                if batch is handing:  # the stop cut _dispatch, which reported the rest
+                    batch = []
+                library_logger().warning("purge.input_not_read", reason=self.aborted or "stopped")
             await self._dispatch(batch, send)
-            self._source_done = self.source_error is None
+            self._source_done = self.source_error is None and not cut
 
     def _admit(self, space_id: str) -> bool:
         if not self._seen.add(str(space_id)):
@@ -336,26 +351,38 @@ class PurgeRun:
 
         True if it had to wait (for room in the queue or for the snapshot).
         """
-        waited = bool(self.release and batch and not self._stopping)
-        sizes = await snapshot_sizes(self.client, batch) if waited else {}
-        for space_id in batch:
-            job = (space_id, sizes.get(space_id))
-            while not self._stopping:
-                try:
-                    send.send_nowait(job)  # no checkpoint per id while there is room: _next_job
-                except anyio.WouldBlock:
-                    # Wait for a worker to take a job (or for a stop), not in send(): a
-                    # cancelled send() may or may not have delivered its job.
-                    self._room = room = anyio.Event()
-                    await room.wait()
-                    self._room = None
-                    waited = True
+        handed = 0  # ids of the batch sent or reported: each exactly once, even if cut
+        try:
+            waited = bool(self.release and batch and not self._stopping)
+            sizes = await snapshot_sizes(self.client, batch) if waited else {}
+            for space_id in batch:
+                job = (space_id, sizes.get(space_id))
+                while not self._stopping:
+                    try:
+                        send.send_nowait(job)  # no checkpoint per id while there is room
+                    except anyio.WouldBlock:
+                        # Wait for a worker to take a job (or for a stop), not in send(): a
+                        # cancelled send() may or may not have delivered its job.
+                        self._room = room = anyio.Event()
+                        try:
+                            await room.wait()
+                        finally:
+                            self._room = None
+                        waited = True
+                    else:
+                        self.launched += 1
+                        handed += 1
+                        break
                 else:
-                    self.launched += 1
-                    break
-            else:
-                await self._not_started(space_id, launched=False)
-        return waited
+                    handed += 1  # _not_started records before its first await
+                    await self._not_started(space_id, launched=False)
+            return waited
+        except anyio.get_cancelled_exc_class():
+            if self._stopping:  # a stop cut the reading here: the rest was never started
+                with anyio.CancelScope(shield=True):
+                    for space_id in batch[handed:]:
+                        await self._not_started(space_id, launched=False)
+            raise
 
     def _input_failed(self, exc: Exception) -> None:
         """The listing or the file gave out. What was read is still purged; in-flight

@@ -236,6 +236,10 @@ async def _run_purge(
             grace=args.grace,
             on_progress=on_progress,
             progress_interval=interval,
+            # After a stop, the rest of a file or of the arguments is read to report it
+            # not started; the listing is not (more requests, maybe to a failing API): a
+            # resume lists it again.
+            report_not_started=not args.all_spaces,
             **reports.options(),
         )
         # Nobody reads the log any more (`| head` is done, the terminal hung up): stop as

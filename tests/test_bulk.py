@@ -263,3 +263,47 @@ async def test_when_the_grace_runs_out_every_space_still_has_one_outcome(
         (Outcome.SKIPPED, "NotStarted"): 96,
     }
     assert (summary.failed, summary.skipped, summary.total) == (4, 96, 100)
+
+
+@pytest.mark.parametrize("wait_release", [None, 5.0])
+async def test_a_stop_that_does_not_read_on_reports_every_id_read_once(
+    fake: FakeSMH, server: FakeServer, wait_release: float | None
+) -> None:
+    """report_not_started=False: a stop cuts the reading of a source that would never end;
+    every id read so far (queued, or in the batch being handed over with wait_release) has
+    exactly one outcome, and run() returns."""
+    from smh_async import PurgeRun
+
+    ids = fake.add_spaces(LIBRARY, count=300, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    read: list[str] = []
+
+    async def endless() -> AsyncIterator[str]:
+        for space_id in ids:
+            read.append(space_id)
+            yield space_id
+        await anyio.sleep_forever()  # a listing that hangs: reading on would never end
+
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server, concurrency=4)) as smh:
+        run = PurgeRun(
+            smh,
+            on_outcome=outcomes.append,
+            report_not_started=False,
+            wait_release=wait_release,
+        )
+
+        async def stop_soon() -> None:
+            while run.progress().done < 8:
+                await anyio.sleep(0.01)
+            run.stop(reason="test")
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(stop_soon)
+                summary = await run.run(endless())
+    assert Counter(o.space_id for o in outcomes) == Counter(read)
+    assert summary.aborted == "test" and summary.total == len(read)
+    started = {o.space_id for o in outcomes if o.outcome is Outcome.ACCEPTED}
+    assert started == {r.space_id for r in fake.requests if r.route == "empty_bin"}
+    assert {o.error_code for o in outcomes if o.space_id not in started} <= {"NotStarted"}

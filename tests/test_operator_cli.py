@@ -847,3 +847,26 @@ async def test_smh_processes_splits_once_not_recursively(
     assert Counter(deletes(fake)) == Counter(ids)
     plans = events(proc, "purge.plan")
     assert sorted(str(p["shard"]) for p in plans) == ["0/2", "1/2"]
+
+
+async def test_a_stopped_all_spaces_run_does_not_list_the_rest(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--all-spaces stopped by --max-duration: the spaces listed so far get one row each
+    (accepted or NotStarted), the listing is not read on (no more requests to an API that may
+    be failing; purge.input_not_read), exit 3; a resume lists again and finishes the rest."""
+    ids = fake.add_spaces(LIBRARY, count=2500, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    report = tmp_path / "r.jsonl"
+    args = ["--all-spaces", "--report", str(report), "--resume", str(report), "--no-progress"]
+    first = await purge(server, *args, "--concurrency", "4", "--max-duration", "0.4")
+    assert first.returncode == 3, first.stderr
+    assert events(first, "purge.input_not_read")
+    rows = list(read_report(report))
+    listed = Counter(r["space_id"] for r in rows)
+    assert max(listed.values()) == 1 and 0 < len(listed) < 2500  # the first pages only
+    assert {r["space_id"] for r in rows if r["outcome"] == "accepted"} == set(deletes(fake))
+    assert {r["error_code"] for r in rows if r["outcome"] != "accepted"} == {"NotStarted"}
+    second = await purge(server, *args, "--concurrency", "64")
+    assert second.returncode == 0, second.stderr
+    assert Counter(deletes(fake)) == Counter(ids)

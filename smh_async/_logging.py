@@ -3,7 +3,9 @@
 The library never configures logging and never prints. :func:`library_logger` returns a
 logger that uses the host's structlog pipeline when the host configured structlog, and
 otherwise hands events to the standard ``logging`` logger ``smh_async`` (silent unless the
-host enables it). Only the CLI calls :func:`configure_cli_logging`.
+host enables it), with structlog's contextvars merged into the record's fields; a field
+``logging`` would refuse (``name``, ``module``, ``process``, ``message``, …) is renamed
+``ctx_<key>`` rather than break the caller. Only the CLI calls :func:`configure_cli_logging`.
 
 Secrets are never put into events in the first place; :class:`Redactor` is the CLI's second
 line of defence: it masks secret-looking keys at any depth, ``access_token=`` style query
@@ -71,11 +73,76 @@ _cached: tuple[Any, Any, Any, Any, Any] | None = None
 # advice for libraries: attach a NullHandler (the host's handlers still see every record).
 logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
+# A key ``logging`` cannot take in ``extra`` (a LogRecord attribute such as ``name``,
+# ``module`` or ``process``, or ``message``/``asctime``) makes ``Logger.makeRecord`` raise
+# KeyError inside the purge. Such a key, e.g. a host's ``bind_contextvars(name=...)``, is
+# passed on under this prefix instead (``ctx_name``), again until the name is free.
+_CLASH_PREFIX = "ctx_"
+_MAKE_RECORD_REFUSES = frozenset({"message", "asctime"})
+# render_to_log_kwargs passes these to logging as arguments, not as fields: the library's
+# own events may, a host's context value may not (a string ``stacklevel`` breaks logging).
+_LOG_ARGUMENTS = frozenset(structlog.stdlib.LOG_KWARG_NAMES)
+# (record factory, keys an event must not use, keys the context must not use)
+_reserved: tuple[Any, frozenset[str], frozenset[str]] | None = None
+
+
+def _reserved_keys() -> tuple[frozenset[str], frozenset[str]]:
+    """Keys refused in ``extra`` for the current record factory (a host's factory may add
+    attributes): as (for the event's own keys, for context keys)."""
+    global _reserved
+    factory = logging.getLogRecordFactory()
+    cached = _reserved
+    if cached is not None and cached[0] is factory:
+        return cached[1], cached[2]
+    try:
+        sample = factory(LOGGER_NAME, logging.INFO, __file__, 0, "", (), None)
+        attributes = set(vars(sample))
+    except Exception:  # a host factory that wants other arguments: the stock attributes
+        attributes = set(vars(logging.LogRecord(LOGGER_NAME, logging.INFO, "", 0, "", (), None)))
+    refused = attributes | _MAKE_RECORD_REFUSES
+    for_event = frozenset(refused - _LOG_ARGUMENTS)
+    for_context = frozenset(refused | _LOG_ARGUMENTS | {"event"})
+    _reserved = (factory, for_event, for_context)
+    return for_event, for_context
+
+
+def _free_key(key: str, event: MutableMapping[str, Any], reserved: frozenset[str]) -> str:
+    key = _CLASH_PREFIX + key
+    while key in event or key in reserved:
+        key = _CLASH_PREFIX + key
+    return key
+
+
+def _merge_context_for_stdlib(
+    logger: Any, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``merge_contextvars`` for an event bound for ``extra``: keys that ``logging`` refuses
+    there are renamed (:data:`_CLASH_PREFIX`), so logging never fails and the event keeps them.
+    """
+    for_event, for_context = _reserved_keys()
+    clashing = [key for key in event if key in for_event]
+    for key in clashing:
+        value = event.pop(key)
+        event[_free_key(key, event, for_event)] = value
+    context = structlog.contextvars.get_contextvars()
+    if not context:
+        return event
+    renamed: list[tuple[str, Any]] = []
+    for key, value in context.items():
+        if key in for_context:
+            renamed.append((key, value))
+        else:
+            event.setdefault(key, value)  # the event's own value wins, as in merge_contextvars
+    for key, value in renamed:
+        event[_free_key(key, event, for_context)] = value
+    return event
+
+
 _stdlib_logger = structlog.wrap_logger(
     logging.getLogger(LOGGER_NAME),
     processors=[
         structlog.stdlib.filter_by_level,
-        structlog.contextvars.merge_contextvars,
+        _merge_context_for_stdlib,
         structlog.stdlib.render_to_log_kwargs,
     ],
     wrapper_class=structlog.stdlib.BoundLogger,

@@ -2,20 +2,32 @@
 
 anyio forbids yielding from inside a task group, so :func:`stream_purge` is an async context
 manager that owns the group and hands out a :class:`PurgeStream` to iterate.
+
+Leaving the context early (a ``break``, a cancel scope, a cancelled task, an exception in the
+body, or not iterating at all) cancels the run: in-flight spaces are cut short
+(``Interrupted``), the outcomes nobody will read are dropped without an error, and a
+generator handed in as the source is closed at once (its ``finally`` runs on exit, not at
+garbage collection). Errors come out as themselves, as they do from ``purge_all``: the
+source's or the run's one error, or the caller's own exception from the body, never an
+``ExceptionGroup`` wrapping a single error.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from smh_async._bulk import PurgeRun
+from smh_async._bulk import PurgeRun, _leaves
 from smh_async._models import PurgeOutcome, PurgeSummary
 from smh_async._targets import SpaceSource
+
+if sys.version_info < (3, 11):  # anyio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     from smh_async._client import SMHClient
@@ -49,16 +61,65 @@ async def stream_purge(
     send, receive = anyio.create_memory_object_stream[PurgeOutcome](
         options.get("concurrency") or client.settings.concurrency
     )
-    run = PurgeRun(client, on_outcome=send.send, **options)
+    left = False  # the caller left the context: nobody reads outcomes any more
+
+    async def deliver(outcome: PurgeOutcome) -> None:
+        # Once the caller has left, the spaces cut short still report (Interrupted, under a
+        # shield): drop those quietly rather than fail the run's on_outcome (an error event).
+        if left:
+            return
+        try:
+            await send.send(outcome)
+        except anyio.BrokenResourceError:
+            if not left:
+                raise
+
+    run = PurgeRun(client, on_outcome=deliver, **options)
     stream = PurgeStream(receive, run)
 
     async def _drive() -> None:
         async with send:
             stream.summary = await run.run(space_ids)
 
-    async with anyio.create_task_group() as tg, receive:
-        tg.start_soon(_drive)
-        try:
-            yield stream
-        finally:
-            tg.cancel_scope.cancel()
+    error: BaseException | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_drive)
+            try:
+                yield stream
+            finally:
+                left = True
+                # Wakes a worker waiting for room in the stream (BrokenResourceError, which
+                # deliver drops), then cancels what is still running.
+                receive.close()
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        error = _single_error(group)
+        if error is None:
+            raise
+    finally:
+        if stream.summary is None:  # left early, or the run failed: nothing reads on
+            await _close_source(space_ids)
+    if error is not None:
+        # Raised here, outside the except clause, so that the error (possibly the caller's
+        # own, from the body) does not get the task group's wrapper as its __context__.
+        raise error
+
+
+def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one real error in the task group's (nested) group, if there is exactly one.
+
+    Cancellations are left out, as :func:`smh_async._bulk._raise_single` does; a group of
+    only cancellations or of several errors is re-raised as it is.
+    """
+    cancelled = anyio.get_cancelled_exc_class()
+    real = [e for e in _leaves(group) if not isinstance(e, cancelled)]
+    return real[0] if len(real) == 1 else None
+
+
+async def _close_source(source: SpaceSource) -> None:
+    """Close a generator the run stopped reading, so its ``finally`` runs now."""
+    if isinstance(source, AsyncGenerator):
+        await source.aclose()
+    elif isinstance(source, Generator):
+        source.close()

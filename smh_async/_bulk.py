@@ -33,7 +33,7 @@ from smh_async._models import (
     PurgeOutcome,
     PurgeSummary,
 )
-from smh_async._outcomes import RunTotals
+from smh_async._outcomes import ATTEMPTS_SENT, RunTotals
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 from smh_async._targets import SpaceSource, aiter_ids
@@ -191,6 +191,7 @@ class PurgeRun:
             in_flight=self.in_flight,
             elapsed_s=time.monotonic() - self.started_at if self.started_at else 0.0,
             by_error_code=dict(self.totals.by_error_code),
+            skipped=self.totals.skipped,
         )
 
     def _total(self) -> tuple[int | None, bool]:
@@ -434,6 +435,7 @@ class PurgeRun:
 
     async def _one(self, space_id: str, size_before: int | None) -> PurgeOutcome:
         started = time.monotonic()
+        ATTEMPTS_SENT.set(0)
         # bind/reset directly: the bound_contextvars() context manager costs 5x more.
         tokens = structlog.contextvars.bind_contextvars(space_id=space_id)
         try:
@@ -443,7 +445,7 @@ class PurgeRun:
                     return outcomes.accepted(result, started, NO_EXTRA)
                 return await self._act(space_id, size_before, started)
             except anyio.get_cancelled_exc_class():
-                outcome = outcomes.interrupted(space_id, started)
+                outcome = outcomes.interrupted(space_id, started, ATTEMPTS_SENT.get())
                 with anyio.CancelScope(shield=True):
                     pending = self._record(outcome)
                     if pending is not None:

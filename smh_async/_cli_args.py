@@ -89,7 +89,8 @@ def _environment_defaults(parser: argparse.ArgumentParser, environ: Mapping[str,
         raw = environ.get(name, "").strip()
         if action.dest in ENV_OPTIONS and raw:
             defaults[action.dest] = _env_value(action, name, raw)
-    parser.set_defaults(**defaults)
+    # Which values came from where, for messages about them (see cli.main).
+    parser.set_defaults(**defaults, env_sources={d: env_name(d) for d in defaults})
 
 
 def _env_value(action: argparse.Action, name: str, raw: str) -> Any:
@@ -235,7 +236,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     """The argument parser (also used by the docs test to check the README reference).
 
     ``environ``: ``SMH_*`` variables giving defaults to :data:`ENV_OPTIONS` (see
-    :func:`read_environment`); a value that does not fit raises ``ValueError``.
+    :func:`read_environment`); a value that does not fit sets ``env_error`` on the parsed
+    arguments of the commands that read it, ``env_sources`` names the variables used.
     """
     parser = argparse.ArgumentParser(
         prog="smh-async",
@@ -262,7 +264,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         "report",
         help="summarise or merge purge reports (last row per space wins)",
         description="Summarise one report or merge several (shards, resumed runs). "
-        "Exit 1 if any space's final row is failed.",
+        "Exit 1 if any space's final row is failed, or skipped (not started: the run "
+        "that wrote it stopped early).",
     )
     report.add_argument("paths", nargs="+", metavar="PATH", help="JSON Lines report files")
     report.add_argument("--output", help="write the final row of every space here")
@@ -270,9 +273,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     spaces = sub.add_parser("spaces", help="list tenant space ids, one per line")
     _connection_flags(spaces)
     _log_flags(spaces)
-    if environ:
-        _environment_defaults(purge, environ)
-        _environment_defaults(spaces, environ)
+    for sub_parser in (purge, spaces):
+        # A variable that does not fit fails only the command that reads it (not
+        # `report`, `--help` or `--version`): cli.main reports ``env_error``.
+        try:
+            _environment_defaults(sub_parser, environ or {})
+        except ValueError as exc:
+            sub_parser.set_defaults(env_error=str(exc))
 
     fake = sub.add_parser("fake-server", help="run the built-in SMH emulator on loopback")
     fake.add_argument("--host", default="127.0.0.1", help="loopback address to bind")

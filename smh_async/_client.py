@@ -29,6 +29,7 @@ from smh_async._models import (
     Space,
     SpaceUsage,
 )
+from smh_async._outcomes import ATTEMPTS_SENT
 from smh_async._protocol import Request, Response, TokenGrant
 from smh_async._proxy import proxy_for
 from smh_async._retry import RateLimiter, RetryPolicy
@@ -160,11 +161,16 @@ class SMHClient:
 
     @property
     def connection_limit(self) -> int:
-        """Max simultaneous connections of the session in use (0 = unlimited)."""
+        """Max simultaneous connections to SMH of the session in use (0 = unlimited): the
+        connector's total limit or its per-host limit, whichever is lower (all our requests
+        go to one host)."""
         if self._session is None:
             return self.settings.concurrency + SPARE_CONNECTIONS
         connector = self._session.connector
-        return connector.limit if connector is not None else 0
+        if connector is None:
+            return 0
+        limits = [n for n in (connector.limit, connector.limit_per_host) if n]
+        return min(limits) if limits else 0
 
     def _new_session(self) -> aiohttp.ClientSession:
         s = self.settings
@@ -225,6 +231,7 @@ class SMHClient:
             if request.auth == "token":
                 token = await self._tokens.get()
             try:
+                ATTEMPTS_SENT.set(attempt)  # for a space cut off in flight (see _bulk)
                 response = await self._attempt(request, token)
                 if 200 <= response.status < 300:
                     return response, attempt
@@ -252,6 +259,8 @@ class SMHClient:
                 continue
             wait = self.retry_policy.next_wait(error, attempt - stale, started)
             if wait is None:
+                token = path_token = None  # not in this frame's locals in a traceback
+                rejected.clear()
                 raise error
             self._log_retry(request, error, attempt, wait, reason="retryable")
             await anyio.sleep(wait)
@@ -285,6 +294,7 @@ class SMHClient:
         slots = self._slots
         if slots is not None:
             await slots.acquire()
+        failure: SMHTransportError
         try:
             async with session.request(
                 request.method,
@@ -304,17 +314,22 @@ class SMHClient:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except asyncio.TimeoutError as exc:  # not an OSError before Python 3.11
-            raise SMHTimeoutError(
+            failure = SMHTimeoutError(
                 f"{type(exc).__name__}: no complete reply within {self.settings.timeout:g} s"
                 f" (connect limit {self.settings.connect_timeout:g} s)",
                 route=request.template,
                 space_id=request.space_id,
-            ) from None
+            )
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise self._transport_error(request, exc) from None
+            failure = self._transport_error(request, exc)
         finally:
             if slots is not None:
                 slots.release()
+        # Raised here, outside the handlers: the aiohttp error (whose text and attributes
+        # hold the URL, token included) is not kept as __context__, and no local of this
+        # frame holds the token for a traceback renderer that shows locals.
+        del url, token
+        raise failure
 
     @staticmethod
     def _transport_error(request: Request, exc: BaseException) -> SMHTransportError:

@@ -237,9 +237,9 @@ async def _run_purge(
             on_progress=on_progress,
             progress_interval=interval,
             # After a stop, the rest of a file or of the arguments is read to report it
-            # not started; the listing is not (more requests, maybe to a failing API): a
-            # resume lists it again.
-            report_not_started=not args.all_spaces,
+            # not started; the listing is not (more requests, maybe to a failing API), nor
+            # a pipe (its writer may keep it open for long): a resume reads them again.
+            report_not_started=targets.rereadable and not targets.all_spaces,
             **reports.options(),
         )
         # Nobody reads the log any more (`| head` is done, the terminal hung up): stop as

@@ -346,7 +346,10 @@ def _summary_dict(
         "by_error_code": dict(summary.by_error_code),
         "release": dict(summary.release),
         "elapsed_s": round(elapsed, 3),
-        "rate_per_s": round(summary.spaces / elapsed, 1) if elapsed > 0 else 0.0,
+        # Spaces never started (a stop) are in the count but took no time.
+        "rate_per_s": round((summary.spaces - summary.not_started) / elapsed, 1)
+        if elapsed > 0
+        else 0.0,
         "processes": count,
         "report": report,
         "exit_code": code,

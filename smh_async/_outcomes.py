@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from smh_async._clock import utc_now_ms as utc_now
@@ -17,9 +18,20 @@ from smh_async._errors import SMHError
 from smh_async._models import NOT_STARTED, EmptyBinResult, Outcome, PurgeOutcome
 from smh_async._progress import LatencyHistogram
 
-__all__ = ["RunTotals", "accepted", "dry_run", "failed", "interrupted", "not_started"]
+__all__ = [
+    "ATTEMPTS_SENT",
+    "RunTotals",
+    "accepted",
+    "dry_run",
+    "failed",
+    "interrupted",
+    "not_started",
+]
 
 _VERIFIED = {True: "verified", False: "verify_not_empty", None: "verify_error"}
+# The attempt of the request in flight in this task: a space cancelled mid-request reports
+# how many requests were sent for it (the client sets it per attempt, the engine per space).
+ATTEMPTS_SENT: ContextVar[int] = ContextVar("smh_async_attempts_sent", default=0)
 
 
 class RunTotals:
@@ -105,14 +117,16 @@ def failed(space_id: str, exc: Exception, started: float) -> PurgeOutcome:
     )
 
 
-def interrupted(space_id: str, started: float) -> PurgeOutcome:
-    """Cancelled in flight (a stop's grace ran out): the request may have reached SMH."""
+def interrupted(space_id: str, started: float, attempts: int = 0) -> PurgeOutcome:
+    """Cancelled in flight (a stop's grace ran out): the request may have reached SMH;
+    ``attempts``: requests sent for it (the last one cut off)."""
     return PurgeOutcome(
         space_id,
         Outcome.FAILED,
         error_code="Interrupted",
         error_message="cancelled while in flight; the server may have "
         "received the request (safe to resume: emptying is idempotent)",
+        attempts=attempts,
         elapsed_ms=elapsed_ms(started),
         finished_at=utc_now(),
     )

@@ -68,11 +68,12 @@ class ProgressSnapshot:
     in_flight: int
     elapsed_s: float
     by_error_code: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    skipped: int = 0  # of ``done``: never started (the run stopped first)
 
     @property
     def rate_per_s(self) -> float:
-        """Spaces finished per second since the run started."""
-        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Spaces finished per second since the run started (not counting those skipped)."""
+        return (self.done - self.skipped) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def eta_s(self) -> float | None:
@@ -99,6 +100,7 @@ class ProgressSnapshot:
             "accepted": self.accepted,
             "failed": self.failed,
             "dry_run": self.dry_run,
+            "skipped": self.skipped,
             "in_flight": self.in_flight,
             "rate_per_s": round(self.rate_per_s, 1),
             "eta_s": None if eta is None else round(eta, 1),

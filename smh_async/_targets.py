@@ -9,7 +9,12 @@ its total stays a lower bound until EOF.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import stat
 import sys
+import threading
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -89,6 +94,79 @@ def read_space_file(stream: IO[bytes]) -> Iterator[str]:
         line = stream.readline(MAX_LINE + 1)
 
 
+class _Lines:
+    """Complete lines out of chunks of bytes, cut as :func:`read_space_file` cuts them."""
+
+    def __init__(self) -> None:
+        self._tail, self._skipping = b"", False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._skipping:  # the rest of an over-long line
+            end = chunk.find(b"\n")
+            if end < 0:
+                return []
+            chunk, self._skipping = chunk[end + 1 :], False
+        *lines, self._tail = (self._tail + chunk).split(b"\n")
+        if len(self._tail) > MAX_LINE:
+            lines.append(self._tail)
+            self._tail, self._skipping = b"", True
+        return [line[: MAX_LINE + 1] for line in lines]
+
+    def end(self) -> list[bytes]:
+        return [self._tail] if self._tail else []
+
+
+async def read_stream_ids(stream: IO[bytes]) -> AsyncIterator[str]:
+    """Space ids from a pipe, FIFO or terminal, as :func:`read_space_file` reads a file.
+
+    The reads happen in a daemon thread, each taking what the pipe holds: a quiet upstream
+    (``smh-async spaces | grep … | smh-async purge --spaces-file -``) must not block the
+    event loop, which would stall requests in flight into false timeouts and leave signals
+    unanswered; and exit never waits for that thread.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=4)
+    fd = stream.fileno()
+
+    def pump() -> None:
+        item: bytes | BaseException = b""
+        while True:
+            try:
+                # os.read, not the buffered reader: a daemon thread blocked inside its lock
+                # aborts the interpreter at exit ("could not acquire lock for <stdin>").
+                item = os.read(fd, 1 << 16)
+            except BaseException as exc:  # handed over, raised in the reading task
+                item = exc
+            try:
+                asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
+            except RuntimeError:  # the loop is gone: nobody reads any more
+                return
+            if not isinstance(item, bytes) or not item:
+                return
+
+    threading.Thread(target=pump, name="smh-async input", daemon=True).start()
+    lines, first = _Lines(), True
+    while True:
+        item = await chunks.get()
+        if isinstance(item, BaseException):
+            raise item
+        for line in lines.feed(item) if item else lines.end():
+            if first:
+                line, first = _first_line(line), False
+            text = line.strip().decode("utf-8", "backslashreplace")
+            if text and not text.startswith("#"):
+                yield text
+        if not item:
+            return
+
+
+def _is_regular(stream: IO[bytes]) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):  # no descriptor (a test's BytesIO): read as a file
+        return True
+
+
 class Targets:
     """Where ids come from: one of ``ids``, ``file`` (``"-"`` = stdin) or ``all_spaces``."""
 
@@ -114,11 +192,16 @@ class Targets:
                 yield space_id
             return
         # One async layer over the line reader, not one per helper: each costs every id.
-        if self.file == "-":
-            for space_id in read_space_file(sys.stdin.buffer):
-                yield space_id
-            return
-        with Path(self.file).open("rb") as f:  # noqa: ASYNC230 (a local file, read lazily)
+        # A regular file never keeps a read waiting; a pipe, FIFO or terminal may.
+        with (
+            Path(self.file).open("rb")  # noqa: ASYNC230 (a local file, read lazily)
+            if self.file != "-"
+            else contextlib.nullcontext(sys.stdin.buffer)
+        ) as f:
+            if not _is_regular(f):
+                async for space_id in read_stream_ids(f):
+                    yield space_id
+                return
             for space_id in read_space_file(f):
                 yield space_id
 

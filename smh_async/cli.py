@@ -41,12 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as we do)
-    try:
-        parser = build_parser(read_environment())
-    except ValueError as exc:  # an SMH_<OPTION> that does not fit its option
-        print(f"smh-async: error: {exc}", file=sys.stderr)
+    args = build_parser(read_environment()).parse_args(argv)
+    if getattr(args, "env_error", None):  # an SMH_<OPTION> that does not fit its option
+        print(f"smh-async: error: {args.env_error}", file=sys.stderr)
         return EXIT_USAGE
-    args = parser.parse_args(argv)
     if args.command == "purge":  # its summary survives a reader gone (`| head`, a hang-up)
         sys.stdout = cast("TextIO", SafeStream(sys.stdout))
     try:
@@ -69,11 +67,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return anyio.run(run_demo, args.spaces, args.concurrency)
     except (UsageError, SMHConfigError) as exc:
-        print(f"smh-async: error: {exc}", file=sys.stderr)
+        given = sys.argv[1:] if argv is None else list(argv)
+        print(f"smh-async: error: {_name_the_source(str(exc), args, given)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("smh-async: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _name_the_source(message: str, args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """``--grace must …`` → ``--grace (from SMH_GRACE) must …`` when the value came from the
+    environment or .env: the operator did not type that flag."""
+    flag = message.split(" ", 1)[0].split(":", 1)[0]
+    sources = getattr(args, "env_sources", None) or {}
+    name = sources.get(flag.removeprefix("--").replace("-", "_"))
+    typed = any(a == flag or a.startswith(flag + "=") for a in argv)
+    if not flag.startswith("--") or name is None or typed:
+        return message
+    return f"{flag} (from {name}){message[len(flag) :]}"
 
 
 def _loop_options(args: argparse.Namespace) -> dict[str, bool]:

@@ -237,8 +237,9 @@ async def test_when_the_grace_runs_out_every_space_still_has_one_outcome(
     fake: FakeSMH, server: FakeServer
 ) -> None:
     """stop() with requests hanging past the grace: those in flight are cancelled and
-    reported failed/Interrupted, the queued ones and the rest of the input skipped/NotStarted;
-    each input space gets exactly one outcome and run() returns soon after the grace."""
+    reported failed/Interrupted with the request counted in attempts, the queued ones and the
+    rest of the input skipped/NotStarted; each input space gets exactly one outcome and run()
+    returns soon after the grace."""
     from smh_async import PurgeRun
 
     ids = fake.add_spaces(LIBRARY, count=100, items_per_space=1, item_size=10)
@@ -263,6 +264,8 @@ async def test_when_the_grace_runs_out_every_space_still_has_one_outcome(
         (Outcome.SKIPPED, "NotStarted"): 96,
     }
     assert (summary.failed, summary.skipped, summary.total) == (4, 96, 100)
+    # attempts counts the requests sent: the cut-off one too (it was 0)
+    assert [o.attempts for o in outcomes if o.error_code == "Interrupted"] == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize("wait_release", [None, 5.0])
@@ -307,3 +310,30 @@ async def test_a_stop_that_does_not_read_on_reports_every_id_read_once(
     started = {o.space_id for o in outcomes if o.outcome is Outcome.ACCEPTED}
     assert started == {r.space_id for r in fake.requests if r.route == "empty_bin"}
     assert {o.error_code for o in outcomes if o.space_id not in started} <= {"NotStarted"}
+
+
+@pytest.mark.parametrize(
+    ("limit", "per_host"),
+    [(4, 0), (100, 3)],
+)
+async def test_a_borrowed_session_with_few_connections_clamps_the_workers(
+    fake: FakeSMH, server: FakeServer, limit: int, per_host: int
+) -> None:
+    """A borrowed session whose connector allows fewer connections than the concurrency, in
+    total or per host, gets that many workers (purge.concurrency_clamped), so no request
+    spends its timeout queued for a connection: every space is accepted. The per-host limit
+    used to be ignored (most spaces failed with timeouts)."""
+    import aiohttp
+
+    from smh_async import PurgeRun
+
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+    fake.latency = 0.3
+    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=per_host)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        settings = make_settings(server, concurrency=32, timeout=1.0, max_attempts=1)
+        async with SMHClient(settings, session=session) as smh:
+            run = PurgeRun(smh)
+            assert run.concurrency == (per_host or limit)
+            summary = await run.run(ids)
+    assert (summary.accepted, summary.failed) == (30, 0)

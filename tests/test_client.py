@@ -328,3 +328,29 @@ async def test_time_queued_for_a_pooled_connection_is_not_timed(
                 tg.start_soon(empty, sid)
     assert len(results) == 27 and {r.attempts for r in results} == {1}
     assert fake.peak_in_flight_by_route["empty_bin"] == 9
+
+
+@pytest.mark.parametrize("fault", ["drop", "hang"])
+async def test_a_transport_error_keeps_no_trace_of_the_token(
+    fake: FakeSMH, server: FakeServer, fault: str
+) -> None:
+    """A dropped or timed-out request raises an SMHTransportError that holds no reference to
+    the token: no chained aiohttp error (its text carries the URL with the token) and no
+    frame local in its traceback, which renderers that show locals would print."""
+    space = fake.add_space(LIBRARY)
+    fake.add_fault(Fault(fault, route="empty_bin"))
+    async with SMHClient(make_settings(server, max_attempts=1, timeout=0.5)) as smh:
+        token = await smh.token_provider.get()
+        with pytest.raises(SMHTransportError) as caught:
+            await smh.empty_recycle_bin(space)
+    error = caught.value
+    assert error.__context__ is None and error.__cause__ is None
+    tb, checked = error.__traceback__, 0
+    while tb is not None:
+        if "smh_async" in tb.tb_frame.f_code.co_filename:  # not this test's own frame
+            checked += 1
+            for name, value in tb.tb_frame.f_locals.items():
+                assert token not in repr(value), (tb.tb_frame.f_code.co_name, name)
+        tb = tb.tb_next
+    assert checked >= 2  # call() and _attempt() at least
+    assert token not in str(error) and token not in repr(error)

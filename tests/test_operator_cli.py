@@ -175,6 +175,9 @@ async def test_max_duration_exits_3_and_resume_finishes_the_rest(
         False,
         3,
     )
+    # The rate counts the spaces worked on, not those never started (it did with 2 processes).
+    worked = written["accepted"] + written["failed"]
+    assert written["rate_per_s"] <= worked / written["elapsed_s"] * 1.01 + 0.1
     done = stopped_rows(report, ids, deletes(fake))
     assert 0 < len(done) < 150
     assert f"skipped: {150 - len(done)}".encode() in first.stdout
@@ -809,7 +812,7 @@ async def test_run_options_also_read_from_the_environment_and_dotenv(
         ("SMH_DRY_RUN", "maybe", b"SMH_DRY_RUN must be true or false"),
         ("SMH_GRACE", "soon", b"SMH_GRACE must be a valid float"),
         ("SMH_EVENT_LOOP", "tokio", b"SMH_EVENT_LOOP must be one of: asyncio, uvloop"),
-        ("SMH_MAX_DURATION", "nan", b"--max-duration must be a positive number"),
+        ("SMH_MAX_DURATION", "nan", b"--max-duration (from SMH_MAX_DURATION) must be a positive"),
     ],
 )
 async def test_a_run_option_from_the_environment_that_does_not_fit_exits_2(
@@ -870,3 +873,99 @@ async def test_a_stopped_all_spaces_run_does_not_list_the_rest(
     second = await purge(server, *args, "--concurrency", "64")
     assert second.returncode == 0, second.stderr
     assert Counter(deletes(fake)) == Counter(ids)
+
+
+def _slow_upstream(ids: Sequence[str], pause: float, burst: int = 4) -> str:
+    """A shell command writing ``ids`` ``burst`` at a time with ``pause`` s between."""
+    code = (
+        "import time\n"
+        f"ids = {list(ids)!r}\n"
+        f"for k in range(0, len(ids), {burst}):\n"
+        f"    k and time.sleep({pause})\n"
+        f"    print('\\n'.join(ids[k:k + {burst}]), flush=True)\n"
+    )
+    return shlex.join([sys.executable, "-c", code])
+
+
+async def test_a_quiet_pipe_does_not_stall_requests_in_flight(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """`upstream | smh-async purge --spaces-file -` with an upstream that pauses 1.5 s between
+    bursts: requests in flight go on meanwhile (the pipe is read off the event loop). Read in
+    the loop, a quiet pipe stalled them into false timeouts (--timeout 1, server at 50 ms)."""
+    ids = fake.add_spaces(LIBRARY, count=12, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    report = tmp_path / "r.jsonl"
+    purge_cmd = [sys.executable, "-m", "smh_async", "purge", "--spaces-file", "-"]
+    purge_cmd += ["--report", str(report), "--timeout", "1", "--max-attempts", "1"]
+    purge_cmd += ["--concurrency", "2"]
+    line = f"{_slow_upstream(ids, 1.5)} | {shlex.join(purge_cmd)}"
+    proc = await anyio.run_process(["bash", "-c", line], env=_env(server), check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(read_report(report))
+    assert sorted(r["space_id"] for r in rows) == sorted(ids)
+    assert {r["outcome"] for r in rows} == {"accepted"}
+    assert max(r["elapsed_ms"] for r in rows) < 1000
+
+
+async def test_sigterm_is_answered_while_the_pipe_is_quiet(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SIGTERM while stdin's writer is quiet (and stays so for 30 s): exit 130 at once with
+    the ids read so far reported, not after the writer's next line (the blocked read held
+    off the signal handler); the pipe is not read on after the stop."""
+    ids = fake.add_spaces(LIBRARY, count=8, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    purge_cmd = [sys.executable, "-m", "smh_async", "purge", "--spaces-file", "-"]
+    purge_cmd += ["--report", str(report), "--log-format", "json"]
+    read_end, write_end = os.pipe()
+    upstream = subprocess.Popen(["bash", "-c", _slow_upstream(ids, 30)], stdout=write_end)
+    os.close(write_end)
+    try:
+        with (tmp_path / "stderr.log").open("wb") as err:
+            async with await anyio.open_process(
+                purge_cmd, env=_env(server), stdin=read_end, stderr=err
+            ) as process:
+                while len(deletes(fake)) < 4:
+                    await anyio.sleep(0.02)
+                await anyio.sleep(0.2)
+                process.send_signal(signal.SIGTERM)
+                with anyio.fail_after(5):
+                    assert await process.wait() == 130
+    finally:
+        os.close(read_end)
+        upstream.kill()
+        upstream.wait()
+    rows = list(read_report(report))
+    assert sorted(r["space_id"] for r in rows) == sorted(ids[:4])
+    assert b"Fatal Python error" not in (tmp_path / "stderr.log").read_bytes()
+
+
+async def test_a_bad_run_option_in_the_environment_fails_only_the_commands_that_read_it(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    """SMH_PROCESSES=abc: `purge` exits 2 naming the variable, while `report`, `--version`
+    and `purge --help` still work; a range error names the variable the value came from
+    (the operator did not type that flag), and a typed flag is named as typed."""
+    report = tmp_path / "r.jsonl"
+    report.write_text('{"space_id": "s1", "outcome": "accepted", "attempts": 1}\n')
+    base = [sys.executable, "-m", "smh_async"]
+    bad = _env(server, SMH_PROCESSES="abc")
+    for args, code in (
+        (["report", str(report)], 0),
+        (["--version"], 0),
+        (["purge", "--help"], 0),
+        (["purge", "s1"], 2),
+    ):
+        proc = await anyio.run_process([*base, *args], env=bad, check=False)
+        assert proc.returncode == code, (args, proc.stderr)
+    assert b"SMH_PROCESSES must be a valid int" in proc.stderr
+    ranged = await anyio.run_process(
+        [*base, "purge", "s1"], env=_env(server, SMH_GRACE="-1"), check=False
+    )
+    assert ranged.returncode == 2
+    assert b"--grace (from SMH_GRACE) must be a number, not negative" in ranged.stderr
+    typed = await anyio.run_process(
+        [*base, "purge", "s1", "--grace", "-1"], env=_env(server, SMH_GRACE="-1"), check=False
+    )
+    assert b"error: --grace must be a number" in typed.stderr

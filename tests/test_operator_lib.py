@@ -276,3 +276,58 @@ def test_a_report_line_of_absurdly_nested_json_is_skipped_like_a_torn_one(
     assert list(read_report(report)) == [good]
     assert "s1" in resume_set([report])
     assert summarize_reports([report]).by_outcome == {"accepted": 1}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 1 << 20])
+async def test_a_pipe_gives_the_same_ids_as_a_file_however_it_is_written(chunk: int) -> None:
+    """ids read from a pipe (off the event loop, chunk by chunk) equal those read from a file
+    with the same bytes: UTF-8 BOM dropped, CRLF, blanks and comments skipped, an over-long
+    line cut, undecodable bytes escaped, a last line without newline kept."""
+    import io
+    import os
+    import threading
+
+    from smh_async._targets import MAX_LINE, read_space_file, read_stream_ids
+
+    data = (
+        b"\xef\xbb\xbfspace-a\r\n\n# comment\nspace-b\n"
+        + b"x" * (MAX_LINE + 500)
+        + b"\nspace-\xff\nspace-c\n  space-d  \nspace-e"
+    )
+    expected = list(read_space_file(io.BytesIO(data)))
+    assert expected[0] == "space-a" and expected[-1] == "space-e" and len(expected) == 7
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        with os.fdopen(write_end, "wb") as out:
+            for k in range(0, len(data), chunk):
+                out.write(data[k : k + chunk])
+                out.flush()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with os.fdopen(read_end, "rb") as stream:
+        got = [space_id async for space_id in read_stream_ids(stream)]
+    writer.join()
+    assert got == expected
+
+
+def test_progress_rate_leaves_out_spaces_never_started() -> None:
+    """A snapshot's rate (and the purge.progress event) counts the spaces worked on: 90 of
+    100 done that were never started (a stop) do not make the rate 100/s."""
+    from smh_async import ProgressSnapshot
+
+    snap = ProgressSnapshot(
+        done=100,
+        total=100,
+        total_final=True,
+        accepted=10,
+        failed=0,
+        dry_run=0,
+        in_flight=0,
+        elapsed_s=1.0,
+        skipped=90,
+    )
+    assert snap.rate_per_s == 10.0
+    assert snap.to_dict()["skipped"] == 90 and snap.to_dict()["rate_per_s"] == 10.0

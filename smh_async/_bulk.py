@@ -300,6 +300,7 @@ class PurgeRun:
         unyielded = 0  # ids read since the producer last waited for room in the queue
         reading = True  # False while handing a batch over: errors there are not the input's
         handing: list[str] | None = None  # the batch _dispatch is handing over
+        left = False  # stopped reading at the --max-spaces limit
         async with send:
             with self._reading:
                 try:
@@ -311,6 +312,9 @@ class PurgeRun:
                                 reading = False
                                 await self._not_started(space_id, launched=False)
                                 reading = True
+                                if not self.report_not_started:  # a pipe, a listing
+                                    left = True
+                                    break
                                 continue
                             admitted += 1
                             batch.append(space_id)
@@ -329,7 +333,7 @@ class PurgeRun:
                     if not reading:  # not the input's fault: a bug, or a size snapshot
                         raise
                     self._input_failed(exc)
-            cut = self._reading.cancelled_caught
+            cut = self._reading.cancelled_caught or left
             if cut:
                 if batch is handing:  # the stop cut _dispatch, which reported the rest
                     batch = []

@@ -95,6 +95,8 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
         raise UsageError(
             "give exactly one target: SPACE_ID arguments, --spaces-file PATH|- or --all-spaces"
         )
+    if args.spaces_file == "-" and sys.stdin is None:  # started with `<&-`
+        raise UsageError("--spaces-file -: standard input is closed")
     if args.spaces_file and args.spaces_file != "-":
         source = Path(args.spaces_file)
         if not source.exists():

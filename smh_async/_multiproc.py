@@ -121,7 +121,10 @@ def _wait_all(
     second one cancels their in-flight requests, as it would for a single process.
     """
 
+    received: set[int] = set()
+
     def forward(signum: int, frame: object) -> None:
+        received.add(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -137,7 +140,10 @@ def _wait_all(
                 time.sleep(0.25)
             progress.update()
             progress.close()
-        return [child.wait() for child in children]
+        codes = [child.wait() for child in children]
+        # A child that died of a signal passed on from the operator (a quick second Ctrl-C
+        # can end one before its handler runs) was interrupted as asked, not broken: 130.
+        return [130 if code < 0 and -code in received else code for code in codes]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,7 +10,6 @@ its total stays a lower bound until EOF.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 import sys
@@ -116,33 +115,47 @@ class _Lines:
         return [self._tail] if self._tail else []
 
 
-async def read_stream_ids(stream: IO[bytes]) -> AsyncIterator[str]:
-    """Space ids from a pipe, FIFO or terminal, as :func:`read_space_file` reads a file.
+async def read_stream_ids(source: int | str) -> AsyncIterator[str]:
+    """Space ids from a pipe, FIFO or terminal (a descriptor, or a path the thread opens), as
+    :func:`read_space_file` reads a file.
 
-    The reads happen in a daemon thread, each taking what the pipe holds: a quiet upstream
-    (``smh-async spaces | grep … | smh-async purge --spaces-file -``) must not block the
-    event loop, which would stall requests in flight into false timeouts and leave signals
-    unanswered; and exit never waits for that thread.
+    Opening and reading happen in a daemon thread, each read taking what the pipe holds: a
+    quiet upstream (``smh-async spaces | grep … | smh-async purge --spaces-file -``), or a
+    FIFO no writer has opened yet, must not block the event loop, which would stall requests
+    in flight into false timeouts and leave signals unanswered; exit never waits for it.
     """
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=4)
-    fd = stream.fileno()
+
+    def hand_over(item: bytes | BaseException) -> bool:
+        """Queue ``item`` for the reading task; False once nobody reads any more."""
+        if loop.is_closed():
+            return False
+        put = chunks.put(item)
+        try:
+            asyncio.run_coroutine_threadsafe(put, loop).result()
+        except BaseException:  # the loop stopped or the reading task is gone
+            put.close()
+            return False
+        return True
 
     def pump() -> None:
-        item: bytes | BaseException = b""
-        while True:
-            try:
-                # os.read, not the buffered reader: a daemon thread blocked inside its lock
-                # aborts the interpreter at exit ("could not acquire lock for <stdin>").
-                item = os.read(fd, 1 << 16)
-            except BaseException as exc:  # handed over, raised in the reading task
-                item = exc
-            try:
-                asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
-            except RuntimeError:  # the loop is gone: nobody reads any more
-                return
-            if not isinstance(item, bytes) or not item:
-                return
+        fd = source if isinstance(source, int) else -1
+        try:
+            if isinstance(source, str):
+                fd = os.open(source, os.O_RDONLY)  # a FIFO: waits here for a writer
+            # os.read, not a buffered reader: a daemon thread blocked inside its lock
+            # aborts the interpreter at exit ("could not acquire lock for <stdin>").
+            while (chunk := os.read(fd, 1 << 16)) and hand_over(chunk):
+                pass
+            else:
+                if not chunk:
+                    hand_over(b"")
+        except BaseException as exc:  # handed over, raised in the reading task
+            hand_over(exc)
+        finally:
+            if fd >= 0 and not isinstance(source, int):
+                os.close(fd)
 
     threading.Thread(target=pump, name="smh-async input", daemon=True).start()
     lines, first = _Lines(), True
@@ -192,16 +205,24 @@ class Targets:
                 yield space_id
             return
         # One async layer over the line reader, not one per helper: each costs every id.
-        # A regular file never keeps a read waiting; a pipe, FIFO or terminal may.
-        with (
-            Path(self.file).open("rb")  # noqa: ASYNC230 (a local file, read lazily)
-            if self.file != "-"
-            else contextlib.nullcontext(sys.stdin.buffer)
-        ) as f:
-            if not _is_regular(f):
-                async for space_id in read_stream_ids(f):
+        # A regular file never keeps a read waiting; a pipe, FIFO or terminal may (and a
+        # FIFO's open waits for a writer): those are opened and read off the event loop.
+        if self.file == "-":
+            if sys.stdin is None:  # started with stdin closed (`<&-`)
+                raise SMHConfigError("--spaces-file -: standard input is closed")
+            stdin = sys.stdin.buffer
+            if not _is_regular(stdin):
+                async for space_id in read_stream_ids(stdin.fileno()):
                     yield space_id
                 return
+            for space_id in read_space_file(stdin):
+                yield space_id
+            return
+        if not Path(self.file).is_file():  # noqa: ASYNC240 (a stat; no FIFO open)
+            async for space_id in read_stream_ids(self.file):
+                yield space_id
+            return
+        with Path(self.file).open("rb") as f:  # noqa: ASYNC230 (a local file, read lazily)
             for space_id in read_space_file(f):
                 yield space_id
 

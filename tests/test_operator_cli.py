@@ -969,3 +969,64 @@ async def test_a_bad_run_option_in_the_environment_fails_only_the_commands_that_
         [*base, "purge", "s1", "--grace", "-1"], env=_env(server, SMH_GRACE="-1"), check=False
     )
     assert b"error: --grace must be a number" in typed.stderr
+
+
+async def test_a_fifo_without_a_writer_does_not_hold_off_sigterm(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--spaces-file FIFO that no writer has opened yet: SIGTERM is answered at once (exit
+    130). Opening the FIFO blocked the event loop, so the run ignored signals until a
+    writer came."""
+    fifo = tmp_path / "ids.fifo"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--spaces-file", str(fifo)]
+    cmd += ["--log-format", "json"]
+    with (tmp_path / "stderr.log").open("wb") as err:
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            log = tmp_path / "stderr.log"
+            with anyio.fail_after(20):
+                while b'"purge.started"' not in log.read_bytes():
+                    await anyio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            try:
+                with anyio.fail_after(5):
+                    assert await process.wait() == 130
+            finally:
+                if process.returncode is None:  # still blocked: do not hang the suite
+                    process.kill()
+    assert deletes(fake) == []
+
+
+async def test_max_spaces_on_a_pipe_does_not_wait_for_the_writer(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--max-spaces with ids from a pipe whose writer stays open: the run ends once the limit
+    is reached (exit 3) instead of reading the pipe on until the writer closes it."""
+    ids = fake.add_spaces(LIBRARY, count=12, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    read_end, write_end = os.pipe()
+    upstream = subprocess.Popen(["bash", "-c", _slow_upstream(ids, 30, burst=8)], stdout=write_end)
+    os.close(write_end)
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--spaces-file", "-"]
+    cmd += ["--report", str(report), "--max-spaces", "5"]
+    try:
+        with anyio.fail_after(15):
+            proc = await anyio.run_process(cmd, env=_env(server), stdin=read_end, check=False)
+    finally:
+        os.close(read_end)
+        upstream.kill()
+        upstream.wait()
+    assert proc.returncode == 3, proc.stderr
+    assert len(deletes(fake)) == 5
+    rows = list(read_report(report))
+    assert len(rows) == len({r["space_id"] for r in rows}) <= 8  # only ids read: no later burst
+
+
+async def test_spaces_file_dash_with_stdin_closed_is_a_usage_error(server: FakeServer) -> None:
+    """`--spaces-file -` started with stdin closed (`<&-`): exit 2 with one line, no
+    traceback (it was an AttributeError traceback, exit 1)."""
+    line = shlex.join([sys.executable, "-m", "smh_async", "purge", "--spaces-file", "-"])
+    proc = await anyio.run_process(["sh", "-c", f"exec {line} <&-"], env=_env(server), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert b"--spaces-file -: standard input is closed" in proc.stderr
+    assert b"Traceback" not in proc.stderr

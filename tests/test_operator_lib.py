@@ -308,7 +308,7 @@ async def test_a_pipe_gives_the_same_ids_as_a_file_however_it_is_written(chunk: 
     writer = threading.Thread(target=write)
     writer.start()
     with os.fdopen(read_end, "rb") as stream:
-        got = [space_id async for space_id in read_stream_ids(stream)]
+        got = [space_id async for space_id in read_stream_ids(stream.fileno())]
     writer.join()
     assert got == expected
 

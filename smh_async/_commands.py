@@ -26,7 +26,7 @@ from smh_async._cli_args import SETTING_FLAGS
 from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary
 from smh_async._dedupe import FingerprintSet
-from smh_async._errors import SMHAuthError, SMHError
+from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
 from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
@@ -254,6 +254,8 @@ async def _run_purge(
             )
     if status is not None:
         status.close()
+    if failure == "unreadable":  # refused as the file would have been, before any request
+        raise UsageError(f"--spaces-file {args.spaces_file}: {run.source_error}")
     summary = run.summary()
     reasons = {"not in shard": skip.not_in_shard, ALREADY_DONE: skip.already_done}
     release = str(reports.release.path) if reports.release else None
@@ -297,7 +299,8 @@ async def _drive(
 ) -> str | None:
     """Run the purge with the signal watcher (and the counting pass).
 
-    Returns None, ``"source"`` if the input gave out, or the path of a report file that
+    Returns None, ``"source"`` if the input gave out, ``"unreadable"`` if it could not be
+    read at all (its first line refused, nothing started), or the path of a report file that
     could not be written (the run stopped then).
     """
     log = structlog.get_logger("smh_async.cli")
@@ -308,8 +311,10 @@ async def _drive(
         try:
             await run.run(targets.iterate(client))
         except SMHError as exc:  # the listing or the file gave out: the target set is partial
-            log.error("purge.source_failed", error_code=exc.code, error=str(exc))
             tg.cancel_scope.cancel()
+            if isinstance(exc, SMHConfigError) and run.launched == 0:
+                return "unreadable"  # e.g. UTF-16 through a pipe: not a resumable break
+            log.error("purge.source_failed", error_code=exc.code, error=str(exc))
             return "source"
         except OSError as exc:
             writer = reports.failed(exc)

@@ -1030,3 +1030,19 @@ async def test_spaces_file_dash_with_stdin_closed_is_a_usage_error(server: FakeS
     assert proc.returncode == 2, proc.stderr
     assert b"--spaces-file -: standard input is closed" in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+async def test_utf16_through_a_pipe_is_refused_like_a_utf16_file(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """UTF-16 ids (with its byte-order mark) piped to `--spaces-file -`: exit 2 with the
+    re-save hint, as for a UTF-16 file, nothing sent; it said INPUT FAILED (exit 1) and
+    advised a --resume that could not help."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--spaces-file", "-"]
+    cmd += ["--report", str(tmp_path / "r.jsonl")]
+    data = ("\n".join(ids) + "\n").encode("utf-16")
+    proc = await anyio.run_process(cmd, input=data, env=_env(server), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert b"UTF-16 or UTF-32" in proc.stderr and b"INPUT FAILED" not in proc.stdout
+    assert deletes(fake) == []

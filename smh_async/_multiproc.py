@@ -184,9 +184,10 @@ def run_processes(
             # would): no summary, and the --report path is left as it was.
             return 2
         earlier = [target] if append and target is not None and target.exists() else []
-        totals = _children_totals(parts) if present == parts else None
-        stopped_by = _stop_reasons(parts)
-        details = _run_details(parts)
+        loaded = _read_totals(parts)  # once: the merge, the stop reasons and the details
+        totals = _children_totals(parts, loaded) if present == parts else None
+        stopped_by = _stop_reasons(loaded)
+        details = _run_details(loaded)
         merge_failed, release_report = None, None
         try:
             summary = _merge(earlier, present, target, totals)
@@ -217,18 +218,32 @@ def run_processes(
     return code
 
 
-def _children_totals(parts: Sequence[Path]) -> list[dict[str, Any]] | None:
-    """Every child's ``--summary-json``, or None if one is missing or unreadable, or if any
-    wrote release files (those rows are counted by reading them)."""
+def _read_totals(parts: Sequence[Path]) -> list[dict[str, Any] | None]:
+    """Each child's ``--summary-json`` (:func:`totals_path`), None where it left none or it
+    cannot be read."""
+
+    def load(part: Path) -> dict[str, Any] | None:
+        try:
+            child = json.loads(totals_path(part).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return child if isinstance(child, dict) else None
+
+    return [load(part) for part in parts]
+
+
+def _children_totals(
+    parts: Sequence[Path], loaded: Sequence[dict[str, Any] | None] | None = None
+) -> list[dict[str, Any]] | None:
+    """Every child's totals (``loaded``, or read now), or None if one is missing or
+    unreadable, or if any wrote release files (those rows are counted by reading them)."""
     if any(release_path(p).is_file() for p in parts):
         return None
-    try:
-        return [json.loads(totals_path(p).read_text(encoding="utf-8")) for p in parts]
-    except (OSError, ValueError):
-        return None
+    children = [c for c in (_read_totals(parts) if loaded is None else loaded) if c is not None]
+    return children if len(children) == len(parts) else None
 
 
-def _run_details(parts: Sequence[Path]) -> dict[str, Any]:
+def _run_details(loaded: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
     """What one process's summary says beyond the report's counts, from the children's
     totals: ``counters`` (dry-run bin sizes, --verify, --wait-release) summed,
     ``duplicates`` (each child de-duplicates the whole input before taking its shard, so
@@ -237,13 +252,14 @@ def _run_details(parts: Sequence[Path]) -> dict[str, Any]:
     """
     counters: Counter[str] = Counter()
     duplicates, done = 0, 0
-    for part in parts:
+    for child in loaded:
+        if child is None:
+            return {}
         try:
-            child = json.loads(totals_path(part).read_text(encoding="utf-8"))
             counters.update({k: int(v) for k, v in child["counters"].items()})
             duplicates = max(duplicates, int(child["duplicates"]))
             done += int(child["skipped_reasons"].get(ALREADY_DONE, 0))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return {}
     return {
         "duplicates": duplicates,
@@ -270,18 +286,11 @@ def _broken(codes: Sequence[int]) -> list[str]:
     return broken
 
 
-def _stop_reasons(parts: Sequence[Path]) -> list[str]:
+def _stop_reasons(loaded: Sequence[dict[str, Any] | None]) -> list[str]:
     """Why children stopped early (``max_duration``, ``failure_rate``, …), from the totals
     of those that left them: the parent's summary says why it exits 3, as one process does."""
-    reasons: set[str] = set()
-    for part in parts:
-        try:
-            reason = json.loads(totals_path(part).read_text(encoding="utf-8")).get("aborted")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(reason, str) and reason:
-            reasons.add(reason)
-    return sorted(reasons)
+    reasons = {child.get("aborted") for child in loaded if child is not None}
+    return sorted(r for r in reasons if isinstance(r, str) and r)
 
 
 def _merge(

@@ -146,11 +146,8 @@ async def read_stream_ids(source: int | str) -> AsyncIterator[str]:
                 fd = os.open(source, os.O_RDONLY)  # a FIFO: waits here for a writer
             # os.read, not a buffered reader: a daemon thread blocked inside its lock
             # aborts the interpreter at exit ("could not acquire lock for <stdin>").
-            while (chunk := os.read(fd, 1 << 16)) and hand_over(chunk):
-                pass
-            else:
-                if not chunk:
-                    hand_over(b"")
+            while hand_over(chunk := os.read(fd, 1 << 16)) and chunk:
+                pass  # b"" (the end) is handed over too, then the loop stops
         except BaseException as exc:  # handed over, raised in the reading task
             hand_over(exc)
         finally:
@@ -208,9 +205,7 @@ class Targets:
         # A regular file never keeps a read waiting; a pipe, FIFO or terminal may (and a
         # FIFO's open waits for a writer): those are opened and read off the event loop.
         if self.file == "-":
-            if sys.stdin is None:  # started with stdin closed (`<&-`)
-                raise SMHConfigError("--spaces-file -: standard input is closed")
-            stdin = sys.stdin.buffer
+            stdin = sys.stdin.buffer  # not None: the CLI refuses a closed stdin up front
             if not _is_regular(stdin):
                 async for space_id in read_stream_ids(stdin.fileno()):
                     yield space_id

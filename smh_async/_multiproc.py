@@ -183,6 +183,22 @@ def run_processes(
             # Every child refused the run before any request (each said why, as one process
             # would): no summary, and the --report path is left as it was.
             return 2
+        if not present and set(codes) == {130}:
+            # Interrupted while the children were starting (a child opens its report part
+            # before its first request): nothing was sent. One process says just that too.
+            print(
+                "smh-async: interrupted before any space was started: nothing was sent, "
+                "no report was written",
+                file=sys.stderr,
+            )
+            return 130
+        # A child that ended before opening its part (interrupted while starting, or
+        # refused) reported none of its shard's spaces: the summary must say so.
+        unreported = [
+            f"{i}/{count} (exit {code})"
+            for i, (part, code) in enumerate(zip(parts, codes, strict=True))
+            if code >= 0 and not part.exists()
+        ]
         earlier = [target] if append and target is not None and target.exists() else []
         loaded = _read_totals(parts)  # once: the merge, the stop reasons and the details
         totals = _children_totals(parts, loaded) if present == parts else None
@@ -206,6 +222,7 @@ def run_processes(
     result["aborted"] = ",".join(stopped_by) or None
     result["interrupted"] = code == 130
     result["broken_processes"] = _broken(codes)
+    result["unreported_shards"] = unreported
     result.update(details)
     if release_report:
         result["release_report"] = release_report
@@ -404,6 +421,11 @@ def _print_summary(result: dict[str, Any]) -> None:
         lines.append(
             f"PROCESS FAILED: shard {shard}; the spaces it had not finished are in no report "
             "row: re-run with --resume REPORT to finish them"
+        )
+    for shard in result.get("unreported_shards") or ():
+        lines.append(
+            f"NOT STARTED: shard {shard} ended before its first space: its spaces are in no "
+            "report row: re-run with --resume REPORT to purge them"
         )
     if result["report"]:
         lines.append(f"report: {result['report']}")

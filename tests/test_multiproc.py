@@ -24,6 +24,7 @@ from smh_async._multiproc import (
     exit_code_of,
     totals_path,
 )
+from smh_async._shard import shard_of
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY
 from tests.test_operator_cli import _env, deletes, purge
@@ -392,3 +393,53 @@ async def test_processes_summary_counts_releases_and_names_the_release_report(
     assert len(list(read_report(release_report))) == 31
     assert b"release: released: 30  release_pending: 0  nothing_to_release: 1" in proc.stdout
     assert _line(proc.stdout, b"release report:") == f"release report: {release_report}".encode()
+
+
+def _starting_hook(tmp_path: Path, condition: str) -> str:
+    """A PYTHONPATH whose sitecustomize ends a child with exit 130 while it starts, before
+    it opens its report part (as a Ctrl-C during its imports does) when ``condition`` holds."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    code = f"import os, sys\nif {condition}:\n    os._exit(130)\n"
+    (hook / "sitecustomize.py").write_text(code)
+    return str(hook)
+
+
+async def test_a_child_ended_while_starting_is_named_and_resume_finishes(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A child that ends before opening its report part (shard 1/2, exit 130) is named in
+    the summary and in --summary-json: its spaces are in no row (the summary used to read as
+    the whole run's); a resume purges them."""
+    ids = fake.add_spaces(LIBRARY, count=40, items_per_space=1, item_size=10)
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(ids) + "\n")
+    report, totals = tmp_path / "r.jsonl", tmp_path / "summary.json"
+    args = ["--spaces-file", str(spaces), "--report", str(report), "--resume", str(report)]
+    args += ["--processes", "2"]
+    hook = _starting_hook(tmp_path, '"1/2" in sys.argv')
+    proc = await purge(server, *args, "--summary-json", str(totals), PYTHONPATH=hook)
+    assert proc.returncode == 130, proc.stderr
+    assert b"NOT STARTED: shard 1/2 (exit 130) ended before its first space" in proc.stdout
+    assert json.loads(totals.read_text())["unreported_shards"] == ["1/2 (exit 130)"]
+    shard0 = {i for i in ids if shard_of(i, 2) == 0}
+    assert {r["space_id"] for r in read_report(report)} == shard0 == set(deletes(fake))
+    proc = await purge(server, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert Counter(deletes(fake)) == Counter(ids)
+
+
+async def test_processes_interrupted_while_starting_send_nothing_and_say_so(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """Every child ended (exit 130) before its report part: exit 130 and one line saying
+    nothing was sent, as one process says; no summary naming a report that does not exist."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    hook = _starting_hook(tmp_path, '"--shard" in sys.argv')
+    proc = await purge(server, *ids, "--report", str(report), "--processes", "2", PYTHONPATH=hook)
+    assert proc.returncode == 130
+    assert proc.stdout == b""
+    assert b"interrupted before any space was started: nothing was sent" in proc.stderr
+    assert not report.exists()
+    assert deletes(fake) == []

@@ -24,7 +24,7 @@ import structlog
 from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
 from smh_async._client import SMHClient
-from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary
+from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
 from smh_async._logging import Redactor, configure_cli_logging
@@ -281,10 +281,7 @@ async def _run_purge(
         try:
             write_summary_json(args.summary_json, {**summary.to_dict(), **extra})
         except OSError as exc:  # checked at the start; the disk may have filled since
-            print(
-                f"smh-async: error: cannot write the summary {args.summary_json}: {exc}",
-                file=sys.stderr,
-            )
+            say(f"smh-async: error: cannot write the summary {args.summary_json}: {exc}")
     return code
 
 

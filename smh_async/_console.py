@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -234,6 +235,13 @@ def check_lines(counters: Mapping[str, int], *, dry_run: int) -> list[str]:
     if any(release.values()):
         lines.append("release: " + "  ".join(f"{k}: {v}" for k, v in release.items()))
     return lines
+
+
+def say(line: str) -> None:
+    """One line to stderr in one write: ``print`` writes the text and its newline apart, so
+    the same error from several ``--processes`` children came out run together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def stop_lines(aborted: str | None, interrupted: bool, report: str | None) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
 from smh_async._cli_args import build_parser, read_environment
-from smh_async._console import SafeStream, print_report_summary
+from smh_async._console import SafeStream, print_report_summary, say
 from smh_async._errors import SMHConfigError
 from smh_async._report import summarize_reports
 
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as we do)
     args = build_parser(read_environment()).parse_args(argv)
     if getattr(args, "env_error", None):  # an SMH_<OPTION> that does not fit its option
-        print(f"smh-async: error: {args.env_error}", file=sys.stderr)
+        say(f"smh-async: error: {args.env_error}")
         return EXIT_USAGE
     if args.command == "purge":  # its summary survives a reader gone (`| head`, a hang-up)
         sys.stdout = cast("TextIO", SafeStream(sys.stdout))
@@ -68,10 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return anyio.run(run_demo, args.spaces, args.concurrency)
     except (UsageError, SMHConfigError) as exc:
         given = sys.argv[1:] if argv is None else list(argv)
-        print(f"smh-async: error: {_name_the_source(str(exc), args, given)}", file=sys.stderr)
+        say(f"smh-async: error: {_name_the_source(str(exc), args, given)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("smh-async: interrupted", file=sys.stderr)
+        say("smh-async: interrupted")
         return EXIT_INTERRUPTED
 
 

@@ -372,6 +372,8 @@ async def test_a_refused_processes_run_leaves_the_report_alone(
     proc = await purge(server, *ids, "--report", str(report), "--processes", "2", SMH_LIBRARY_ID="")
     assert proc.returncode == 2
     assert b"library id is empty" in proc.stderr
+    # Each child's error is one whole line (print wrote text and newline apart: interleaved).
+    assert [line[:18] for line in proc.stderr.splitlines()] == [b"smh-async: error: "] * 2
     assert proc.stdout == b""
     assert report.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]

@@ -57,10 +57,19 @@ WIDE_ENCODING = (
 )
 
 
+NUL_BYTES = (
+    "the spaces file's first line holds NUL bytes: it is UTF-16 or UTF-32 without a "
+    "byte-order mark, or not text at all: save it as UTF-8 or ASCII, one id per line"
+)
+
+
 def _first_line(line: bytes) -> bytes:
-    """A file's first line without a UTF-8 byte-order mark; a UTF-16/32 one is refused."""
+    """A file's first line without a UTF-8 byte-order mark; a UTF-16/32 one is refused, and
+    so is a first line with NUL bytes (UTF-16/32 without a mark: no id holds one)."""
     if line.startswith(WIDE_BOMS):
         raise SMHConfigError(WIDE_ENCODING)
+    if b"\0" in line:
+        raise SMHConfigError(NUL_BYTES)
     return line.removeprefix(UTF8_BOM)
 
 

@@ -163,20 +163,22 @@ async def test_a_utf8_bom_and_crlf_from_a_windows_editor_are_harmless(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-16-le", "utf-32-le"])
 async def test_a_utf16_spaces_file_is_refused_before_anything_is_sent(
     fake: FakeSMH, server: FakeServer, encoding: str
 ) -> None:
     """PowerShell's ``>`` writes UTF-16: exit 2 saying so and how to fix it (every id would
-    otherwise fail as garbage), no request sent, no report row."""
+    otherwise fail as garbage), no request sent, no report row; without a byte-order mark
+    too (its NUL bytes give it away: the ids used to fail one by one as invalid)."""
     valid = fake.add_spaces(LIBRARY, count=2, items_per_space=1, item_size=10)
-    bom = {"utf-16": "", "utf-16-be": "\ufeff", "utf-32": ""}[encoding]
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")  # utf-16, utf-32: the codec adds one
     Path("spaces.txt").write_bytes((bom + "\r\n".join(valid) + "\r\n").encode(encoding))
     code, stderr, rows = await run_cli(
         *cli_base(server, fake.issue_token(LIBRARY)), "--spaces-file", "spaces.txt"
     )
     assert code == 2, stderr
-    assert b"--spaces-file: the spaces file is UTF-16 or UTF-32" in stderr
+    said = b"is UTF-16 or UTF-32" if encoding in ("utf-16", "utf-16-be", "utf-32") else b"NUL"
+    assert b"--spaces-file: the spaces file" in stderr and said in stderr
     assert rows == [] and fake.requests == []
 
 

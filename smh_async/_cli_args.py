@@ -171,8 +171,14 @@ def _run_flags(purge: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="also write the end-of-run summary to PATH as one JSON object (for monitoring)",
     )
-    run.add_argument("--dry-run", action="store_true", help="list bin sizes, send no DELETE")
-    run.add_argument("--verify", action="store_true", help="after each 204, check the bin is empty")
+    # --no-…: turns off a switch that SMH_DRY_RUN / SMH_VERIFY (environment, .env) turned on.
+    switch = argparse.BooleanOptionalAction
+    run.add_argument(
+        "--dry-run", action=switch, default=False, help="list bin sizes, send no DELETE"
+    )
+    run.add_argument(
+        "--verify", action=switch, default=False, help="after each 204, check the bin is empty"
+    )
     run.add_argument(
         "--wait-release",
         type=float,

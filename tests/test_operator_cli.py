@@ -787,7 +787,7 @@ async def test_run_options_also_read_from_the_environment_and_dotenv(
 ) -> None:
     """SMH_DRY_RUN / SMH_REPORT (environment or .env) act as --dry-run / --report: a dry
     run, nothing deleted (SMH_DRY_RUN used to be ignored: a real purge); the environment
-    wins over .env."""
+    wins over .env, and --no-dry-run over both."""
     ids = fake.add_spaces(LIBRARY, count=4, items_per_space=2, item_size=10)
     report = tmp_path / "r.jsonl"
     proc = await purge(server, *ids, SMH_DRY_RUN="1", SMH_REPORT=str(report))
@@ -804,6 +804,12 @@ async def test_run_options_also_read_from_the_environment_and_dotenv(
     )
     assert env_wins.returncode == 0 and b"accepted: 4" in env_wins.stdout
     assert Counter(deletes(fake)) == Counter(ids)
+    # The flag wins over both: --no-dry-run turns off a dry run the environment asked for.
+    flag_wins = await anyio.run_process(
+        [*cmd, "--no-dry-run"], env=_env(server, SMH_DRY_RUN="1"), cwd=tmp_path, check=False
+    )
+    assert flag_wins.returncode == 0 and b"accepted: 4" in flag_wins.stdout
+    assert Counter(deletes(fake)) == Counter(ids * 2)
 
 
 @pytest.mark.parametrize(

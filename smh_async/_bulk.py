@@ -22,6 +22,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from smh_async import _outcomes as outcomes
+from smh_async._cancel import cancel_requested, stray
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
@@ -36,7 +37,7 @@ from smh_async._models import (
 from smh_async._outcomes import ATTEMPTS_SENT, RunTotals
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
-from smh_async._targets import SpaceSource, aiter_ids
+from smh_async._targets import SpaceSource, aiter_ids, check_source, close_source
 
 if sys.version_info < (3, 11):  # anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -58,6 +59,15 @@ FATAL_AUTH_CODES = frozenset(
 )
 
 
+def is_fatal_auth(error_code: str | None, http_status: int | None) -> bool:
+    """Whether an auth failure applies to every space: an SMH code saying the credential is
+    bad (:data:`FATAL_AUTH_CODES`), or a 401, or a 403 without an SMH code (a gateway
+    refusing the credential: ``SMHAuthError`` stands in for the missing code)."""
+    if error_code in FATAL_AUTH_CODES or http_status == 401:
+        return True
+    return http_status == 403 and error_code == "SMHAuthError"
+
+
 class PurgeRun:
     """One bulk purge. Options (all keyword):
 
@@ -65,7 +75,9 @@ class PurgeRun:
     - ``on_outcome``: called (sync or async) with each :class:`PurgeOutcome` as it finishes.
       If it raises (a report that cannot be written), the run stops launching, in-flight
       spaces finish, and :meth:`run` raises that exception at the end
-      (``summary().aborted == "on_outcome_failed"``).
+      (``summary().aborted == "on_outcome_failed"``); so does a failing ``on_progress`` or
+      ``on_release`` (``on_progress_failed``, ``on_release_failed``). A ``CancelledError``
+      from a callback or the source while nothing cancels the run is their error too.
     - ``skip``: predicate; ids for which it returns True are not touched and get no outcome
       (resume sets, shard filters).
     - After a stop (any reason below, or :meth:`stop`), the rest of the input is read and
@@ -128,7 +140,12 @@ class PurgeRun:
         self.progress_interval = progress_interval
         self.release: ReleaseWatcher | None = None
         if wait_release is not None and not dry_run:
-            self.release = ReleaseWatcher(client, wait_release, on_result=on_release)
+            self.release = ReleaseWatcher(
+                client,
+                wait_release,
+                on_result=on_release,
+                on_error=lambda exc: self._callback_failed(exc, "on_release"),
+            )
         self.totals = RunTotals()
         self.duplicates = self.filtered = self.launched = self.in_flight = 0
         self.aborted: str | None = None
@@ -137,6 +154,7 @@ class PurgeRun:
         # raised by run() once the spaces already started have finished.
         self.source_error: Exception | None = None
         self.callback_error: Exception | None = None
+        self._record_broken = False  # on_outcome raised: later outcomes are only counted
         self.started_at = 0.0
         self._expected: tuple[int, bool] | None = (total, True) if total is not None else None
         self._source_done = False
@@ -208,7 +226,23 @@ class PurgeRun:
     # ------------------------------------------------------------ running
 
     async def run(self, space_ids: SpaceSource) -> PurgeSummary:
-        """Purge every id from ``space_ids``; return the summary once all are finished."""
+        """Purge every id from ``space_ids``; return the summary once all are finished.
+
+        Raises ``TypeError`` for a bare string (its characters would be taken as ids) and
+        ``RuntimeError`` for a client that is not open or belongs to another event loop,
+        before anything is sent. A generator source is closed when the run ends.
+        """
+        check_source(space_ids)
+        self.client.check_usable()
+        try:
+            return await self._run(space_ids)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await close_source(space_ids)
+            if self.release is not None:
+                self.release.close()
+
+    async def _run(self, space_ids: SpaceSource) -> PurgeSummary:
         log = library_logger()
         self.started_at = time.monotonic()
         if self.concurrency < self._requested:
@@ -288,10 +322,19 @@ class PurgeRun:
             await self._emit_progress()
 
     async def _emit_progress(self) -> None:
-        if self._on_progress is not None:
-            result = self._on_progress(self.progress())
+        callback = self._on_progress
+        if callback is None:
+            return
+        try:
+            result = callback(self.progress())
             if inspect.isawaitable(result):
                 await result
+        except Exception as exc:
+            self._callback_failed(exc, "on_progress")
+        except anyio.get_cancelled_exc_class() as exc:
+            if cancel_requested():
+                raise
+            self._callback_failed(stray(exc, "on_progress"), "on_progress")
 
     async def _produce(self, source: SpaceSource, send: MemoryObjectSendStream[Job]) -> None:
         batch_size = USAGE_BATCH if self.release is not None else 1
@@ -333,6 +376,10 @@ class PurgeRun:
                     if not reading:  # not the input's fault: a bug, or a size snapshot
                         raise
                     self._input_failed(exc)
+                except anyio.get_cancelled_exc_class() as exc:
+                    if not reading or cancel_requested():
+                        raise
+                    self._input_failed(stray(exc, "the source of space ids"))
             cut = self._reading.cancelled_caught or left
             if cut:
                 if batch is handing:  # the stop cut _dispatch, which reported the rest
@@ -398,7 +445,9 @@ class PurgeRun:
             library_logger().warning(
                 "purge.input_failed_after_stop", error=f"{type(exc).__name__}: {exc}"
             )
-        elif self.stop_on_auth and getattr(exc, "code", None) in FATAL_AUTH_CODES:
+        elif self.stop_on_auth and is_fatal_auth(
+            getattr(exc, "code", None) or type(exc).__name__, getattr(exc, "status", None)
+        ):
             # e.g. a rejected static token on the first page of --all-spaces: the same
             # credential problem as a purge that fails auth, not a broken input.
             library_logger().error("purge.input_auth_failed", error=f"{type(exc).__name__}: {exc}")
@@ -412,7 +461,7 @@ class PurgeRun:
             self.launched += 1
         reason = self.aborted or ("interrupted" if self.interrupted else "stopped")
         outcome = outcomes.not_started(space_id, reason)
-        if self.callback_error is not None:  # the record (report) is broken: count only
+        if self._record_broken:  # the record (report) is broken: count only
             self.totals.add(outcome)
             return
         pending = self._record(outcome)
@@ -450,13 +499,24 @@ class PurgeRun:
                 return await self._act(space_id, size_before, started)
             except anyio.get_cancelled_exc_class():
                 outcome = outcomes.interrupted(space_id, started, ATTEMPTS_SENT.get())
-                with anyio.CancelScope(shield=True):
+                # Recorded although the run is being cancelled, for `grace` seconds at most:
+                # a hung async on_outcome must not hold a host's cancellation up for ever.
+                deadline = anyio.current_time() + self.grace
+                with anyio.CancelScope(shield=True, deadline=deadline) as shield:
                     pending = self._record(outcome)
                     if pending is not None:
                         await pending
+                if shield.cancelled_caught:
+                    library_logger().warning(
+                        "purge.on_outcome_cut", space_id=space_id, after_s=self.grace
+                    )
                 raise
             except Exception as exc:  # SMHError, or a bug: neither takes other spaces down
-                return outcomes.failed(space_id, exc, started)
+                if isinstance(exc, SMHError) or not self.client.closed:
+                    return outcomes.failed(space_id, exc, started)
+                # Closed under the run (a host shutting down): no later space can be sent.
+                self.stop(reason="client_closed")
+                return outcomes.client_closed(space_id, started, ATTEMPTS_SENT.get())
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
 
@@ -475,7 +535,7 @@ class PurgeRun:
             extra["verified"] = None if remaining is None else remaining == 0
             extra["bin_items_after"] = remaining
         if self.release is not None:
-            self.release.add(space_id, size_before, extra["bin_items_before"])
+            await self.release.add(space_id, size_before, extra["bin_items_before"])
         return outcomes.accepted(result, started, extra)
 
     async def _bin_count(self, space_id: str) -> int | None:
@@ -516,6 +576,8 @@ class PurgeRun:
                 result = self._on_outcome(outcome)
             except Exception as exc:
                 self._callback_failed(exc)
+            except anyio.get_cancelled_exc_class() as exc:  # no await here: never the run's
+                self._callback_failed(stray(exc, "on_outcome"))
         if failed:
             self._check_thresholds(outcome)
         if result is not None and inspect.isawaitable(result):
@@ -527,18 +589,24 @@ class PurgeRun:
             await pending
         except Exception as exc:
             self._callback_failed(exc)
+        except anyio.get_cancelled_exc_class() as exc:
+            if cancel_requested():  # the run (or its host) is being cancelled
+                raise
+            self._callback_failed(stray(exc, "on_outcome"))
 
-    def _callback_failed(self, exc: Exception) -> None:
-        """on_outcome raised: without the record of outcomes (the report), stop launching."""
+    def _callback_failed(self, exc: Exception, which: str = "on_outcome") -> None:
+        """A host callback raised: without the record of outcomes (the report), or the
+        progress or release records, stop launching; :meth:`run` raises it at the end."""
+        self._record_broken = self._record_broken or which == "on_outcome"
         if self.callback_error is None:
             self.callback_error = exc
-            library_logger().error("purge.on_outcome_failed", error=f"{type(exc).__name__}: {exc}")
-        self.stop(reason="on_outcome_failed")
+            library_logger().error(f"purge.{which}_failed", error=f"{type(exc).__name__}: {exc}")
+        self.stop(reason=f"{which}_failed")
 
     def _check_thresholds(self, outcome: PurgeOutcome) -> None:
         if self._stopping:
             return
-        if self.stop_on_auth and outcome.error_code in FATAL_AUTH_CODES:
+        if self.stop_on_auth and is_fatal_auth(outcome.error_code, outcome.http_status):
             self.stop(reason="auth")
         elif self.max_failure_rate is not None:
             done = self.totals.finished

@@ -160,6 +160,24 @@ class SMHClient:
             self._slots = None
 
     @property
+    def closed(self) -> bool:
+        """True when no open session is in use: before ``async with``, after it, or once a
+        borrowed session was closed."""
+        return self._session is None or self._session.closed
+
+    def check_usable(self) -> None:
+        """Raise ``RuntimeError`` unless requests can be sent now: the client is open and
+        its session belongs to the running event loop (a bulk purge checks this first, so
+        a misuse is one clear error, not one failed space per id)."""
+        if self.closed:
+            raise RuntimeError("SMHClient is not open: use 'async with SMHClient(...)'")
+        loop = getattr(self._session, "_loop", None)
+        if loop is not None and loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                "SMHClient was opened in another event loop: open and use it in the same one"
+            )
+
+    @property
     def connection_limit(self) -> int:
         """Max simultaneous connections to SMH of the session in use (0 = unlimited): the
         connector's total limit or its per-host limit, whichever is lower (all our requests

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from smh_async._clock import utc_now_ms as utc_now
-from smh_async._errors import SMHError
+from smh_async._errors import SMHError, scrub
 from smh_async._models import NOT_STARTED, EmptyBinResult, Outcome, PurgeOutcome
 from smh_async._progress import LatencyHistogram
 
@@ -22,6 +22,7 @@ __all__ = [
     "ATTEMPTS_SENT",
     "RunTotals",
     "accepted",
+    "client_closed",
     "dry_run",
     "failed",
     "interrupted",
@@ -107,11 +108,27 @@ def failed(space_id: str, exc: Exception, started: float) -> PurgeOutcome:
             elapsed_ms=elapsed_ms(started),
             finished_at=utc_now(),
         )
+    detail = scrub(str(exc))
     return PurgeOutcome(
         space_id,
         Outcome.FAILED,
         error_code="ClientError",
-        error_message=f"unexpected {type(exc).__name__} in smh-async (a bug; please report)",
+        error_message=f"unexpected {type(exc).__name__} in smh-async (a bug; please report)"
+        + (f": {detail}" if detail else ""),
+        elapsed_ms=elapsed_ms(started),
+        finished_at=utc_now(),
+    )
+
+
+def client_closed(space_id: str, started: float, attempts: int = 0) -> PurgeOutcome:
+    """The :class:`SMHClient` (or its borrowed session) was closed under the run, which
+    then stops: ``attempts`` requests had been sent for this space."""
+    return PurgeOutcome(
+        space_id,
+        Outcome.FAILED,
+        error_code="ClientClosed",
+        error_message="the SMHClient or its session was closed while the run was going",
+        attempts=attempts,
         elapsed_ms=elapsed_ms(started),
         finished_at=utc_now(),
     )

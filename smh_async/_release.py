@@ -14,15 +14,18 @@ spill file (one short line each), rewritten every round, never in a Python colle
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
+from smh_async._cancel import cancel_requested, stray
 from smh_async._clock import utc_now_ms
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
@@ -39,7 +42,9 @@ RELEASED, PENDING, NOTHING, UNKNOWN = (
     "nothing_to_release",
     "unknown",
 )
-ReleaseCallback = Callable[["ReleaseResult"], None]
+ReleaseCallback = Callable[["ReleaseResult"], Awaitable[None] | None]
+# A poll under way when the deadline passes gets this long to finish before it is cut.
+ROUND_GRACE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +87,21 @@ async def snapshot_sizes(client: SMHClient, space_ids: Sequence[str]) -> dict[st
         return {}
     try:
         return {u.space_id: u.size for u in await client.usage(ids)}
-    except SMHError:
-        if len(ids) == 1:
-            return {}
+    except SMHError as exc:
+        if len(ids) == 1 or not _names_a_bad_id(exc):
+            return {}  # e.g. a 5xx or a timeout, already retried: splitting only multiplies it
         half = len(ids) // 2
         first = await snapshot_sizes(client, ids[:half])
         return {**first, **await snapshot_sizes(client, ids[half:])}
+
+
+def _names_a_bad_id(error: SMHError) -> bool:
+    """Whether the batch may have been refused for one of its ids: a 4xx that is neither a
+    retryable one (429) nor a credential problem, which would refuse any half as well."""
+    status = error.status
+    return (
+        status is not None and 400 <= status < 500 and status not in (401, 403)
+    ) and not error.retryable
 
 
 def _valid(space_id: str) -> bool:
@@ -111,6 +125,7 @@ class ReleaseWatcher:
         deadline_s: float,
         *,
         on_result: ReleaseCallback | None = None,
+        on_error: Callable[[Exception], None] | None = None,
         first_wait: float = 1.0,
         max_wait: float = 30.0,
         batch: int = 100,
@@ -118,7 +133,7 @@ class ReleaseWatcher:
         self.client = client
         self.deadline_s = deadline_s
         self.counts: Counter[str] = Counter()
-        self._on_result = on_result
+        self._on_result, self._on_error = on_result, on_error
         self._first_wait, self._max_wait, self._batch = first_wait, max_wait, batch
         self._spill: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._pending = 0
@@ -126,12 +141,14 @@ class ReleaseWatcher:
         self._scope = anyio.CancelScope()
         self._started = 0.0
 
-    def add(self, space_id: str, size_before: int | None, bin_items_before: int | None) -> None:
+    async def add(
+        self, space_id: str, size_before: int | None, bin_items_before: int | None
+    ) -> None:
         """Remember one accepted space (its size and bin count were read before the DELETE)."""
         if bin_items_before == 0:
-            self._emit(ReleaseResult(space_id, NOTHING, size_before, size_before, 0, 0.0))
+            await self._emit(ReleaseResult(space_id, NOTHING, size_before, size_before, 0, 0.0))
         elif size_before is None:
-            self._emit(ReleaseResult(space_id, UNKNOWN, None, None, 0, 0.0))
+            await self._emit(ReleaseResult(space_id, UNKNOWN, None, None, 0, 0.0))
         else:
             self._spill.write(f"{space_id}\t{size_before}\t-1\t0\n")
             self._pending += 1
@@ -141,11 +158,18 @@ class ReleaseWatcher:
         self._stopped = True
         self._scope.cancel()
 
+    def close(self) -> None:
+        """Drop the spill file (done by :meth:`wait`; for a run that ends before it)."""
+        self._spill.close()
+
     async def wait(self) -> Counter[str]:
-        """Poll in rounds with backoff until all are released or the deadline passes."""
+        """Poll in rounds with backoff until all are released or the deadline passes (a
+        round under way then gets :data:`ROUND_GRACE` more seconds, then is cut: usage
+        calls that hang or retry must not stretch the watch past what was asked)."""
         self._started = time.monotonic()
         deadline = self._started + self.deadline_s
         delay = self._first_wait
+        self._scope.deadline = anyio.current_time() + self.deadline_s + ROUND_GRACE
         with self._scope:
             while self._pending and not self._stopped:
                 left = deadline - time.monotonic()
@@ -156,28 +180,44 @@ class ReleaseWatcher:
                 delay = min(delay * 2, self._max_wait)
         for space_id, before, last, polls in self._rows():
             after = last if last >= 0 else None
-            self._emit(ReleaseResult(space_id, PENDING, before, after, polls, self._waited()))
-        self._spill.close()
+            await self._emit(ReleaseResult(space_id, PENDING, before, after, polls, self._waited()))
+        self.close()
         return self.counts
 
     async def _round(self) -> None:
         kept = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._pending = 0
-        for rows in _batches(self._rows(), self._batch):
-            sizes = {} if self._stopped else await snapshot_sizes(self.client, [r[0] for r in rows])
-            for space_id, before, last, polls in rows:
-                size = sizes.get(space_id)
-                if size is not None and size < before and size == last:
-                    self._emit(
-                        ReleaseResult(space_id, RELEASED, before, size, polls + 1, self._waited())
-                    )
-                    continue
-                seen = size if size is not None else last
-                kept.write(f"{space_id}\t{before}\t{seen}\t{polls + (size is not None)}\n")
+        batches = _batches(self._rows(), self._batch)
+        rows: list[tuple[str, int, int, int]] = []
+        try:
+            for rows in batches:
+                sizes = (
+                    {} if self._stopped else await snapshot_sizes(self.client, [r[0] for r in rows])
+                )
+                await self._settle(rows, sizes, kept)
+                rows = []
+        finally:  # a round cut short (the deadline, a stop): what it did not poll stays
+            for space_id, before, last, polls in itertools.chain(rows, *batches):
+                kept.write(f"{space_id}\t{before}\t{last}\t{polls}\n")
                 self._pending += 1
-        self._spill.close()
-        self._spill = kept
+            self._spill.close()
+            self._spill = kept
         library_logger().info("purge.release_poll", pending=self._pending, **dict(self.counts))
+
+    async def _settle(
+        self, rows: list[tuple[str, int, int, int]], sizes: dict[str, int], kept: IO[str]
+    ) -> None:
+        """Report the spaces of ``rows`` whose size dropped and held; keep the others."""
+        for space_id, before, last, polls in rows:
+            size = sizes.get(space_id)
+            if size is not None and size < before and size == last:
+                await self._emit(
+                    ReleaseResult(space_id, RELEASED, before, size, polls + 1, self._waited())
+                )
+                continue
+            seen = size if size is not None else last
+            kept.write(f"{space_id}\t{before}\t{seen}\t{polls + (size is not None)}\n")
+            self._pending += 1
 
     def _rows(self) -> Iterator[tuple[str, int, int, int]]:
         self._spill.flush()
@@ -189,11 +229,31 @@ class ReleaseWatcher:
     def _waited(self) -> float:
         return time.monotonic() - self._started if self._started else 0.0
 
-    def _emit(self, result: ReleaseResult) -> None:
+    async def _emit(self, result: ReleaseResult) -> None:
         self.counts[result.state] += 1
         library_logger().info("purge.release", **result.to_record())
-        if self._on_result is not None:
-            self._on_result(result)
+        callback = self._on_result
+        if callback is None:
+            return
+        try:
+            pending = callback(result)
+            if inspect.isawaitable(pending):
+                await pending
+        except Exception as exc:
+            self._failed(exc)
+        except anyio.get_cancelled_exc_class() as exc:
+            if cancel_requested():
+                raise
+            self._failed(stray(exc, "on_release"))
+
+    def _failed(self, exc: Exception) -> None:
+        """on_release raised: the callback is not called again and polling stops (the
+        results would have nowhere to go); ``on_error`` decides the rest (the run stops)."""
+        self._on_result = None
+        self._stopped = True
+        if self._on_error is None:
+            raise exc
+        self._on_error(exc)
 
 
 def _batches(

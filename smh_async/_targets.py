@@ -15,9 +15,11 @@ import stat
 import sys
 import threading
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Sequence,
@@ -229,6 +231,26 @@ class Targets:
         with Path(self.file).open("rb") as f:  # noqa: ASYNC230 (a local file, read lazily)
             for space_id in read_space_file(f):
                 yield space_id
+
+
+def check_source(source: object) -> None:
+    """Refuse a bare string as the ids: it is an iterable of its characters, so
+    ``purge_all("user-42")`` would purge spaces ``u``, ``s``, … (and ``-``, a single-tenant
+    library's one space)."""
+    if isinstance(source, str | bytes | bytearray | memoryview):
+        raise TypeError(
+            f"space_ids must be an iterable of space ids, not one {type(source).__name__}: "
+            "pass [space_id] for a single space"
+        )
+
+
+async def close_source(source: object) -> None:
+    """Close a generator the run read ids from, so its ``finally`` runs now, not at garbage
+    collection (a no-op for one read to its end, and for lists and other iterables)."""
+    if isinstance(source, AsyncGenerator):
+        await source.aclose()
+    elif isinstance(source, Generator):
+        source.close()
 
 
 def aiter_ids(source: SpaceSource) -> AsyncIterator[str]:

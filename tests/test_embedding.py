@@ -6,14 +6,18 @@ configure them), so every test here starts and ends from structlog's defaults.
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 from collections.abc import Iterator
 
+import anyio
+import anyio.lowlevel
 import pytest
 import structlog
 
-from smh_async import SMHClient
+from smh_async import PurgeOutcome, PurgeRun, SMHClient
+from smh_async._client import OutcomeCallback
 from smh_async.testing import SMHFake
 
 pytestmark = pytest.mark.anyio
@@ -93,3 +97,97 @@ async def test_host_that_chose_a_level_keeps_structlog_output(
     out = capsys.readouterr().out
     assert "purge.space" in out and "InvalidSpaceId" in out
     assert "purge.started" not in out
+
+
+# ---------------------------------------------------------------- stream + on_outcome
+
+
+def _recorder(kind: str, seen: list[PurgeOutcome], fail_at: int | None = None) -> OutcomeCallback:
+    """A sync or async on_outcome that records, and raises OSError at the ``fail_at``-th."""
+
+    def record(outcome: PurgeOutcome) -> None:
+        seen.append(outcome)
+        if fail_at is not None and len(seen) >= fail_at:
+            raise OSError(28, "No space left on device")
+
+    async def record_async(outcome: PurgeOutcome) -> None:
+        await anyio.lowlevel.checkpoint()
+        record(outcome)
+
+    return record if kind == "sync" else record_async
+
+
+def _deletes_sent(smh_fake: SMHFake) -> list[str]:
+    return [r.space_id or "" for r in smh_fake.requests_to("empty_bin")]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_stream_hands_every_outcome_to_on_outcome_too(
+    smh_fake: SMHFake, smh_client: SMHClient, kind: str
+) -> None:
+    """smh.purge(ids, on_outcome=cb) runs (it raised TypeError): the callback and the
+    iterator each get every outcome, and the summary is set."""
+    ids = smh_fake.add_spaces(12, items_per_space=1)
+    seen: list[PurgeOutcome] = []
+    callback = _recorder(kind, seen)
+    async with smh_client.purge(ids, concurrency=3, on_outcome=callback) as outcomes:
+        got = [outcome async for outcome in outcomes]
+    assert sorted(o.space_id for o in got) == sorted(ids)
+    assert sorted(o.space_id for o in seen) == sorted(ids)
+    assert outcomes.summary is not None and outcomes.summary.accepted == 12
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_stream_on_outcome_that_raises_stops_the_run_and_is_raised(
+    smh_fake: SMHFake, smh_client: SMHClient, kind: str
+) -> None:
+    """As with purge_all: a failing callback stops launching, the spaces in flight finish and
+    still reach it, and its own error comes out of the context."""
+    ids = smh_fake.add_spaces(200, items_per_space=1)
+    smh_fake.fake.latency = 0.02
+    seen: list[PurgeOutcome] = []
+    runs: list[PurgeRun] = []
+
+    async def consume() -> None:
+        callback = _recorder(kind, seen, fail_at=3)
+        async with smh_client.purge(ids, concurrency=4, on_outcome=callback) as outcomes:
+            runs.append(outcomes.run)
+            async for _ in outcomes:
+                pass
+
+    with pytest.raises(OSError, match="No space left") as caught:
+        await consume()
+    assert type(caught.value) is OSError  # itself, not wrapped in an ExceptionGroup
+    sent = _deletes_sent(smh_fake)
+    assert sorted(o.space_id for o in seen) == sorted(sent) and 3 <= len(sent) <= 3 + 4
+    assert runs[0].summary().aborted == "on_outcome_failed"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_stream_on_outcome_still_gets_spaces_cut_short_by_leaving(
+    smh_fake: SMHFake, smh_client: SMHClient, kind: str
+) -> None:
+    """A caller that leaves the stream early still has every space that was sent a DELETE
+    in its on_outcome record (accepted or Interrupted), each once; nothing is raised."""
+    ids = smh_fake.add_spaces(40, items_per_space=1)
+    smh_fake.fake.latency = 0.05
+    seen: list[PurgeOutcome] = []
+    got: list[PurgeOutcome] = []
+    async with smh_client.purge(ids, concurrency=4, on_outcome=_recorder(kind, seen)) as outcomes:
+        async for outcome in outcomes:
+            got.append(outcome)
+            break
+    assert got[0] in seen
+    seen_ids = [o.space_id for o in seen]
+    assert len(seen_ids) == len(set(seen_ids)) and set(_deletes_sent(smh_fake)) <= set(seen_ids)
+    assert any(o.error_code == "Interrupted" for o in seen)
+    assert len(seen) < len(ids) and outcomes.summary is None
+
+
+async def test_stream_with_an_unknown_option_fails_cleanly(smh_client: SMHClient) -> None:
+    """A misspelt option is a plain TypeError from purge(), leaving no unclosed stream
+    behind (collected, it warned: an error under this suite's warning filter)."""
+    with pytest.raises(TypeError, match="concurency"):
+        async with smh_client.purge(["space1"], concurency=4):
+            pass
+    gc.collect()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -137,6 +138,7 @@ class SMHClient:
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> SMHClient:
+        _require_asyncio()
         if self._session is None:
             self._session = self._new_session()
             # One slot per pooled connection, taken before the deadline starts (aiohttp
@@ -486,6 +488,29 @@ class SMHClient:
         from smh_async._stream import stream_purge
 
         return stream_purge(self, space_ids, concurrency=concurrency, **options)
+
+
+def _require_asyncio() -> None:
+    """Fail clearly unless an asyncio event loop runs this task: aiohttp works on asyncio
+    only, and under another loop (trio, e.g. ``anyio.run(main, backend="trio")``) it fails
+    deep inside with a bare ``RuntimeError: no running event loop``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return
+    # sniffio names the running library; it is there whenever trio is (trio depends on it).
+    sniffio = sys.modules.get("sniffio")
+    try:
+        running = sniffio.current_async_library() if sniffio is not None else None
+    except Exception:  # sniffio.AsyncLibraryNotFoundError: no async library at all
+        running = None
+    where = f"this task runs under {running}" if running else "no asyncio event loop is running"
+    raise RuntimeError(
+        f"SMHClient needs the asyncio backend (aiohttp runs on asyncio only), but {where}:"
+        " use asyncio.run(main()) or anyio.run(main) (backend='asyncio', the default)"
+    )
 
 
 def _encode(params: Iterable[tuple[str, str]]) -> str:

@@ -16,7 +16,7 @@ import anyio.lowlevel
 import pytest
 import structlog
 
-from smh_async import PurgeOutcome, PurgeRun, SMHClient
+from smh_async import PurgeOutcome, PurgeRun, SMHClient, SMHSettings
 from smh_async._client import OutcomeCallback
 from smh_async.testing import SMHFake
 
@@ -191,3 +191,30 @@ async def test_stream_with_an_unknown_option_fails_cleanly(smh_client: SMHClient
         async with smh_client.purge(["space1"], concurency=4):
             pass
     gc.collect()
+
+
+# ---------------------------------------------------------------- event loop
+
+
+def _offline_settings() -> SMHSettings:
+    return SMHSettings(base_url="http://127.0.0.1:9", library_id="lib", access_token="tok-abc")
+
+
+def test_client_outside_asyncio_says_it_needs_asyncio() -> None:
+    """Entered where no asyncio loop runs, the client says it needs the asyncio backend
+    (it failed inside aiohttp with a bare 'no running event loop'), before doing anything."""
+    entering = SMHClient(_offline_settings()).__aenter__()
+    with pytest.raises(RuntimeError, match=r"needs the asyncio backend.*no asyncio event loop"):
+        entering.send(None)
+
+
+def test_client_under_trio_names_trio() -> None:
+    """Under anyio's trio backend the error names trio and the way out (asyncio backend)."""
+    pytest.importorskip("trio")  # not a dependency: skipped where trio is not installed
+
+    async def main() -> None:
+        async with SMHClient(_offline_settings()):
+            pass
+
+    with pytest.raises(RuntimeError, match=r"asyncio backend.*runs under trio.*anyio\.run"):
+        anyio.run(main, backend="trio")

@@ -279,6 +279,8 @@ class SMHClient:
     def _log_retry(
         self, request: Request, error: SMHError, attempt: int, wait: float, *, reason: str
     ) -> None:
+        # SMH's request id goes out as ``smh_request_id``: ``request_id`` is what a host
+        # binds for its own correlation id, and an event's key would override it.
         library_logger().info(
             "smh.request.retry",
             route=request.template,
@@ -286,7 +288,7 @@ class SMHClient:
             attempt=attempt,
             http_status=error.status,
             error_code=error.code or type(error).__name__,
-            request_id=error.request_id,
+            smh_request_id=error.request_id,
             wait_s=round(wait, 3),
             reason=reason,
         )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import gc
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -18,7 +19,7 @@ import structlog
 
 from smh_async import PurgeOutcome, PurgeRun, SMHClient, SMHSettings
 from smh_async._client import OutcomeCallback
-from smh_async.testing import SMHFake
+from smh_async.testing import Fault, SMHFake
 
 pytestmark = pytest.mark.anyio
 
@@ -218,3 +219,59 @@ def test_client_under_trio_names_trio() -> None:
 
     with pytest.raises(RuntimeError, match=r"asyncio backend.*runs under trio.*anyio\.run"):
         anyio.run(main, backend="trio")
+
+
+# ---------------------------------------------------------------- the host's request_id
+
+HOST_REQUEST_ID = "req-host-7f3a"  # a web backend's correlation id, bound per request
+
+
+async def _events_of_a_retried_purge(
+    smh_fake: SMHFake, smh_client: SMHClient, host: str, caplog: pytest.LogCaptureFixture
+) -> dict[str, Mapping[str, Any]]:
+    """The library's events by name, with their fields as the host sees them, for one space
+    whose first DELETE got a 503, purged with the host's ``request_id`` bound in structlog's
+    contextvars; ``host`` is a structlog pipeline or stdlib logging."""
+    smh_fake.add_fault(Fault("status", status=503, route="empty_bin", times=1))
+    space_id = smh_fake.add_space(bin_item_sizes=[1])
+    structlog.contextvars.bind_contextvars(request_id=HOST_REQUEST_ID)
+    if host == "structlog":
+        merge = [structlog.contextvars.merge_contextvars]
+        with structlog.testing.capture_logs(processors=merge) as events:
+            await smh_client.purge_all([space_id])
+        return {e["event"]: e for e in events}
+    caplog.set_level(logging.DEBUG, logger="smh_async")
+    await smh_client.purge_all([space_id])
+    records = [r for r in caplog.records if r.name == "smh_async"]
+    return {r.getMessage(): vars(r) for r in records}
+
+
+@pytest.mark.parametrize("host", ["structlog", "stdlib"])
+async def test_retry_event_keeps_the_hosts_request_id(
+    smh_fake: SMHFake, smh_client: SMHClient, host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """smh.request.retry carries SMH's id as smh_request_id, and the host's request_id
+    (its correlation id, from contextvars) is left as the host bound it, not overridden."""
+    events = await _events_of_a_retried_purge(smh_fake, smh_client, host, caplog)
+    retry = events["smh.request.retry"]
+    assert retry["request_id"] == HOST_REQUEST_ID
+    served = smh_fake.requests_to("empty_bin")[0].request_id
+    assert served and retry["smh_request_id"] == served
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs purge.space's field renamed in smh_async/_bulk.py PurgeRun._record "
+    "(request_id= -> smh_request_id=); drop this marker with that change",
+)
+@pytest.mark.parametrize("host", ["structlog", "stdlib"])
+async def test_space_event_keeps_the_hosts_request_id(
+    smh_fake: SMHFake, smh_client: SMHClient, host: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """purge.space carries SMH's id as smh_request_id, and the host's request_id is left as
+    the host bound it, not overridden."""
+    events = await _events_of_a_retried_purge(smh_fake, smh_client, host, caplog)
+    space = events["purge.space"]
+    assert space["request_id"] == HOST_REQUEST_ID
+    served = smh_fake.requests_to("empty_bin")[-1].request_id
+    assert served and space["smh_request_id"] == served

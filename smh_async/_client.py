@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -137,6 +138,7 @@ class SMHClient:
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> SMHClient:
+        _require_asyncio()
         if self._session is None:
             self._session = self._new_session()
             # One slot per pooled connection, taken before the deadline starts (aiohttp
@@ -234,12 +236,17 @@ class SMHClient:
         """Send ``request`` with retries; return the 2xx reply and the attempts it took.
 
         Raises the mapped :class:`SMHError` (with ``attempts`` set) when it gives up.
+
+        No credential stays in this frame's locals once an attempt failed, for a traceback
+        renderer that shows locals (Sentry does by default): not the token, and not the raw
+        reply, which may echo the request URL (token included) in a header or page. Only the
+        failure path pays for that: a 2xx returns as before.
         """
         started = time.monotonic()
         attempt = 0
         # One re-mint per rejected token (not per request): a token revoked again by a later
         # storm while this request waited is replaced too; max_attempts still bounds it.
-        rejected: set[str] = set()
+        rejected: _RejectedTokens | None = None  # made at the first rejection
         stale = 0  # immediate re-sends after a silently closed kept-alive connection
         while True:
             attempt += 1
@@ -254,6 +261,7 @@ class SMHClient:
                 if 200 <= response.status < 300:
                     return response, attempt
                 error: SMHError = proto.error_from_response(request, response)
+                del response  # the unscrubbed reply: the error holds the scrubbed facts
             except SMHTransportError as exc:
                 error = exc
             _forget_credentials(error, token, self.settings.library_secret)
@@ -262,13 +270,17 @@ class SMHClient:
                 request.auth == "token"
                 and proto.needs_reauth(error)
                 and token is not None
-                and token not in rejected
+                and (rejected is None or token not in rejected)
                 and attempt < self.retry_policy.max_attempts
                 and await self._tokens.invalidate(token)
             ):
+                if rejected is None:
+                    rejected = _RejectedTokens()
                 rejected.add(token)
+                token = None
                 self._log_retry(request, error, attempt, 0.0, reason="token_rejected")
                 continue
+            token = None  # a cancellation while waiting below would show it
             if getattr(error, "stale_connection", False) and stale < STALE_RETRIES:
                 # The server closed a pooled keep-alive connection as we reused it
                 # (aiohttp #3507): nothing reached it, so re-send at once, off the budget.
@@ -277,8 +289,7 @@ class SMHClient:
                 continue
             wait = self.retry_policy.next_wait(error, attempt - stale, started)
             if wait is None:
-                token = path_token = None  # not in this frame's locals in a traceback
-                rejected.clear()
+                path_token = rejected = None
                 raise error
             self._log_retry(request, error, attempt, wait, reason="retryable")
             await anyio.sleep(wait)
@@ -286,6 +297,8 @@ class SMHClient:
     def _log_retry(
         self, request: Request, error: SMHError, attempt: int, wait: float, *, reason: str
     ) -> None:
+        # SMH's request id goes out as ``smh_request_id``: ``request_id`` is what a host
+        # binds for its own correlation id, and an event's key would override it.
         library_logger().info(
             "smh.request.retry",
             route=request.template,
@@ -293,7 +306,7 @@ class SMHClient:
             attempt=attempt,
             http_status=error.status,
             error_code=error.code or type(error).__name__,
-            request_id=error.request_id,
+            smh_request_id=error.request_id,
             wait_s=round(wait, 3),
             reason=reason,
         )
@@ -412,11 +425,14 @@ class SMHClient:
         """
         request = proto.empty_recycle_bin(self.library_id, space_id)
         response, attempts = await self.call(request)
-        try:
-            proto.check_empty_bin(request, response)
-        except SMHError as exc:
-            exc.attempts = attempts  # the report must count the request that was sent
-            raise
+        if response.status != 204:  # another 2xx: a clear yes only without a body
+            refusal = proto.empty_bin_refusal(request, response)
+            if refusal is not None:
+                # Raised here, without the raw reply in this frame (it may echo the URL,
+                # token included; see call()).
+                del response
+                refusal.attempts = attempts  # the report must count the request that was sent
+                raise refusal
         return EmptyBinResult(
             request.space_id or space_id, response.status, response.request_id, attempts
         )
@@ -504,6 +520,49 @@ class SMHClient:
         from smh_async._stream import stream_purge
 
         return stream_purge(self, space_ids, concurrency=concurrency, **options)
+
+
+def _require_asyncio() -> None:
+    """Fail clearly unless an asyncio event loop runs this task: aiohttp works on asyncio
+    only, and under another loop (trio, e.g. ``anyio.run(main, backend="trio")``) it fails
+    deep inside with a bare ``RuntimeError: no running event loop``."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return
+    # sniffio names the running library; it is there whenever trio is (trio depends on it).
+    sniffio = sys.modules.get("sniffio")
+    try:
+        running = sniffio.current_async_library() if sniffio is not None else None
+    except Exception:  # sniffio.AsyncLibraryNotFoundError: no async library at all
+        running = None
+    where = f"this task runs under {running}" if running else "no asyncio event loop is running"
+    raise RuntimeError(
+        f"SMHClient needs the asyncio backend (aiohttp runs on asyncio only), but {where}:"
+        " use asyncio.run(main()) or anyio.run(main) (backend='asyncio', the default)"
+    )
+
+
+class _RejectedTokens:
+    """Tokens a re-mint was already spent on. Not a ``set``: shown as a count in reprs, and
+    not iterable, so a traceback renderer that shows locals (Sentry serialises containers
+    item by item) never prints the tokens."""
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self) -> None:
+        self._tokens: set[str] = set()
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._tokens
+
+    def add(self, token: str) -> None:
+        self._tokens.add(token)
+
+    def __repr__(self) -> str:
+        return f"<{len(self._tokens)} rejected token(s)>"
 
 
 def _encode(params: Iterable[tuple[str, str]]) -> str:

@@ -1,11 +1,14 @@
 """structlog helpers.
 
 The library never configures logging and never prints. :func:`library_logger` returns a
-logger that uses the host's structlog pipeline when the host configured structlog, and
-otherwise hands events to the standard ``logging`` logger ``smh_async`` (silent unless the
-host enables it), with structlog's contextvars merged into the record's fields; a field
-``logging`` would refuse (``name``, ``module``, ``process``, ``message``, …) is renamed
-``ctx_<key>`` rather than break the caller. Only the CLI calls :func:`configure_cli_logging`.
+logger that uses the host's structlog pipeline when the host configured structlog (its
+logger factory, wrapper class or processors: structlog's built-in defaults, which print to
+stdout, count as not configured, as after ``capture_logs()`` in a host that never configured
+it), and otherwise hands events to the standard ``logging`` logger ``smh_async`` (silent
+unless the host enables it), with structlog's contextvars merged into the record's fields;
+a field ``logging`` would refuse (``name``, ``module``, ``process``, ``message``, …) is
+renamed ``ctx_<key>`` rather than break the caller. Only the CLI calls
+:func:`configure_cli_logging`.
 
 Secrets are never put into events in the first place; :class:`Redactor` is the CLI's second
 line of defence: it masks secret-looking keys at any depth, ``access_token=`` style query
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
 
 import structlog
+import structlog._config as _structlog_config
 
 from smh_async._clock import utc_now_us
 from smh_async._console import SafeStream
@@ -46,6 +51,8 @@ def library_logger() -> Any:
     if not structlog.is_configured():
         return _stdlib_logger
     config = structlog.get_config()
+    if config["logger_factory"] is _BUILTIN_FACTORY and _builtin_defaults(config):
+        return _stdlib_logger
     if not config["cache_logger_on_first_use"]:
         return structlog.get_logger(LOGGER_NAME)
     processors, wrapper = config["processors"], config["wrapper_class"]
@@ -66,6 +73,33 @@ def library_logger() -> Any:
 
 # (processors, wrapper_class, context_class, logger_factory, bound logger)
 _cached: tuple[Any, Any, Any, Any, Any] | None = None
+
+# structlog's own defaults (print to stdout). ``is_configured()`` stays True once anything
+# called ``configure()``, and ``structlog.testing.capture_logs()`` does, restoring the
+# default processors on exit: a host that never configured structlog but used it once in a
+# test would then see every library event printed. Private names, so looked up softly: if a
+# structlog release drops them, nothing matches and ``is_configured()`` decides as before.
+_NOT_FOUND = object()
+_BUILTIN_FACTORY = getattr(_structlog_config, "_BUILTIN_DEFAULT_LOGGER_FACTORY", _NOT_FOUND)
+_BUILTIN_WRAPPER = getattr(_structlog_config, "_BUILTIN_DEFAULT_WRAPPER_CLASS", _NOT_FOUND)
+_BUILTIN_PROCESSORS = tuple(getattr(_structlog_config, "_BUILTIN_DEFAULT_PROCESSORS", ()))
+
+
+def _builtin_defaults(config: Mapping[str, Any]) -> bool:
+    """True when the wrapper and the processors are still structlog's built-in defaults (the
+    caller checked the logger factory first): nobody chose where events go, so the library
+    treats structlog as not configured. A host that set any of the three keeps its pipeline.
+
+    Compared by identity: ``capture_logs()`` puts the very same processor objects back.
+    """
+    if config["wrapper_class"] is not _BUILTIN_WRAPPER:
+        return False
+    processors = config["processors"]
+    if not isinstance(processors, list | tuple):  # any iterable is allowed: never consume it
+        return False
+    return len(processors) == len(_BUILTIN_PROCESSORS) and all(
+        map(operator.is_, processors, _BUILTIN_PROCESSORS)
+    )
 
 
 # Without a handler of its own, a library logger's WARNING records reach logging's "last

@@ -42,6 +42,7 @@ __all__ = [
     "decode_space_page",
     "decode_token",
     "decode_usage",
+    "empty_bin_refusal",
     "error_from_response",
     "parse_retry_after",
 ]
@@ -488,13 +489,22 @@ def decode_usage(request: Request, response: Response) -> list[SpaceUsage]:
     return out
 
 
-def check_empty_bin(request: Request, response: Response) -> None:
-    """Accept 204 (or a 2xx with an empty body / ``{}``); anything else is not a clear yes.
+def empty_bin_refusal(request: Request, response: Response) -> SMHDecodeError | None:
+    """None for 204 (or a 2xx with an empty body / ``{}``); anything else is not a clear yes.
 
-    A 2xx carrying some other body (a captive portal, a misrouted proxy) is reported as
-    :class:`SMHDecodeError` rather than silently counted as accepted.
+    A 2xx carrying some other body (a captive portal, a misrouted proxy) gets an
+    :class:`SMHDecodeError` rather than being silently counted as accepted. Returned, not
+    raised, so that the caller can let go of the raw reply first (it may echo the URL, token
+    included, and a traceback renderer showing locals would find it in this frame).
     """
     body = response.body.strip()
     if response.status == 204 or not body or body == b"{}":
-        return
-    raise _shape_error(request, response, "204 No Content")
+        return None
+    return _shape_error(request, response, "204 No Content")
+
+
+def check_empty_bin(request: Request, response: Response) -> None:
+    """:func:`empty_bin_refusal`, raised."""
+    refusal = empty_bin_refusal(request, response)
+    if refusal is not None:
+        raise refusal

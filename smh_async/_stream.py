@@ -14,6 +14,7 @@ source's or the run's one error, or the caller's own exception from the body, ne
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Generator
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ if sys.version_info < (3, 11):  # anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
-    from smh_async._client import SMHClient
+    from smh_async._client import OutcomeCallback, SMHClient
 
 __all__ = ["PurgeStream", "stream_purge"]
 
@@ -55,15 +56,21 @@ class PurgeStream:
 
 @asynccontextmanager
 async def stream_purge(
-    client: SMHClient, space_ids: SpaceSource, **options: Any
+    client: SMHClient,
+    space_ids: SpaceSource,
+    *,
+    on_outcome: OutcomeCallback | None = None,
+    **options: Any,
 ) -> AsyncIterator[PurgeStream]:
-    """Run a purge in a task group owned by this context; yield outcomes as they finish."""
-    send, receive = anyio.create_memory_object_stream[PurgeOutcome](
-        options.get("concurrency") or client.settings.concurrency
-    )
+    """Run a purge in a task group owned by this context; yield outcomes as they finish.
+
+    ``on_outcome`` (sync or async) also gets every outcome, as with ``purge_all``, even the
+    spaces cut short after the caller left (it is the caller's record, a report say); if it
+    raises, the run stops launching and that exception comes out of the context at the end.
+    """
     left = False  # the caller left the context: nobody reads outcomes any more
 
-    async def deliver(outcome: PurgeOutcome) -> None:
+    async def offer(outcome: PurgeOutcome) -> None:
         # Once the caller has left, the spaces cut short still report (Interrupted, under a
         # shield): drop those quietly rather than fail the run's on_outcome (an error event).
         if left:
@@ -74,7 +81,24 @@ async def stream_purge(
             if not left:
                 raise
 
+    async def deliver(outcome: PurgeOutcome) -> None:
+        # The caller's callback first: sending may wait for the reader and be cancelled
+        # there, which must not cost the callback its outcome. Its error is raised after the
+        # outcome was offered to the stream too, for the run to handle as purge_all does.
+        try:
+            result = on_outcome(outcome) if on_outcome is not None else None
+            if result is not None and inspect.isawaitable(result):
+                await result
+        except Exception:
+            await offer(outcome)
+            raise
+        await offer(outcome)
+
+    # Built before the streams: an unknown option fails here, leaving no stream unclosed.
     run = PurgeRun(client, on_outcome=deliver, **options)
+    send, receive = anyio.create_memory_object_stream[PurgeOutcome](
+        options.get("concurrency") or client.settings.concurrency
+    )
     stream = PurgeStream(receive, run)
 
     async def _drive() -> None:

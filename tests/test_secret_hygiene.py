@@ -7,7 +7,9 @@ secret; ``str``/``repr``/tracebacks of everything a caller can hold are searched
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import random
 import signal
 import sys
 import traceback
@@ -185,6 +187,88 @@ async def test_library_api_objects_from_an_echoing_server_hold_no_secret(
         summary = await smh.purge_all(ECHO_SPACES, on_outcome=outcomes.append)
     texts += [repr(o) for o in outcomes] + [repr(summary), repr(summary.to_dict())]
     assert_clean("\n".join(texts).encode())
+
+
+def shown_with_locals(exc: BaseException) -> str:
+    """The traceback as a renderer that shows local variables prints it (Sentry's default
+    ``include_local_variables``, rich's ``show_locals``)."""
+    rendered = traceback.TracebackException.from_exception(exc, capture_locals=True)
+    return "".join(rendered.format())
+
+
+class LongestBackoff(random.Random):
+    """Full jitter that always draws its ceiling: a retry then surely waits."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+async def cancelled_while_retrying(smh: SMHClient, space_id: str) -> BaseException:
+    """The cancellation a request gets while it waits to retry (a web handler whose client
+    went away), as it left the library."""
+    caught: list[BaseException] = []
+
+    async def purge_one() -> None:
+        try:
+            await smh.empty_recycle_bin(space_id)
+        except BaseException as exc:
+            caught.append(exc)
+            raise
+
+    smh.retry_policy = dataclasses.replace(smh.retry_policy, rng=LongestBackoff())
+    with anyio.move_on_after(1.0):
+        await purge_one()
+    assert len(caught) == 1 and isinstance(caught[0], anyio.get_cancelled_exc_class())
+    return caught[0]
+
+
+async def test_tracebacks_with_locals_hold_no_echoed_token(echo_server: str) -> None:
+    """Every error from an echoing server renders with its frames' locals and no token: the
+    raw reply is not kept in call() (error statuses) nor in empty_recycle_bin (a 200 with a
+    body), where it was, URL and token included."""
+    settings = SMHSettings(
+        base_url=echo_server, library_id=LIBRARY, access_token=TOKEN, max_attempts=1
+    )
+    shown: list[str] = []
+    async with SMHClient(settings) as smh:
+        for space in ECHO_SPACES:
+            with pytest.raises(SMHError) as info:
+                await smh.empty_recycle_bin(space)
+            shown.append(shown_with_locals(info.value))
+    assert all("empty_recycle_bin" in text and "call" in text for text in shown)
+    assert_clean("".join(shown).encode())
+
+
+async def test_request_cancelled_while_waiting_to_retry_shows_no_echoed_reply(
+    echo_server: str,
+) -> None:
+    """A request cancelled in its backoff after a 500 that echoed the URL: its traceback,
+    shown with locals, holds neither the reply nor the token."""
+    settings = SMHSettings(
+        base_url=echo_server, library_id=LIBRARY, access_token=TOKEN, backoff_initial=30
+    )
+    async with SMHClient(settings) as smh:
+        cancelled = await cancelled_while_retrying(smh, "e5xx")
+    shown = shown_with_locals(cancelled)
+    assert "in call" in shown
+    assert_clean(shown.encode())
+
+
+async def test_request_cancelled_after_a_token_was_rejected_shows_no_token(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """A request whose token was rejected (403 InvalidAccessToken, re-minted) and that is
+    cancelled while waiting to retry a 503: no token, old or new, among its locals."""
+    space_id = fake.add_space(LIBRARY, bin_item_sizes=[1])
+    fake.add_fault(
+        Fault("status", status=403, code="InvalidAccessToken", route="empty_bin", times=1)
+    )
+    fake.add_fault(Fault("status", status=503, route="empty_bin"))
+    async with SMHClient(make_settings(server, backoff_initial=30, backoff_max=30)) as smh:
+        cancelled = await cancelled_while_retrying(smh, space_id)
+    shown = shown_with_locals(cancelled)
+    assert "in call" in shown and len(fake.tokens) == 2  # the rejected one and its successor
+    assert_clean(shown.encode(), *fake.tokens)
 
 
 async def test_aiohttp_client_response_error_is_scrubbed(echo_server: str) -> None:

@@ -566,7 +566,7 @@ class PurgeRun:
             outcome=OUTCOME_TEXT[outcome.outcome],
             http_status=outcome.http_status,
             error_code=outcome.error_code,
-            request_id=outcome.request_id,
+            smh_request_id=outcome.request_id,
             attempts=outcome.attempts,
             elapsed_ms=round(outcome.elapsed_ms, 1),
         )

@@ -152,7 +152,7 @@ async def test_log_events_carry_space_id(fake: FakeSMH, server: FakeServer) -> N
         "outcome",
         "http_status",
         "error_code",
-        "request_id",
+        "smh_request_id",
         "attempts",
         "elapsed_ms",
     } <= spaces[0].keys()

@@ -259,11 +259,6 @@ async def test_retry_event_keeps_the_hosts_request_id(
     assert served and retry["smh_request_id"] == served
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs purge.space's field renamed in smh_async/_bulk.py PurgeRun._record "
-    "(request_id= -> smh_request_id=); drop this marker with that change",
-)
 @pytest.mark.parametrize("host", ["structlog", "stdlib"])
 async def test_space_event_keeps_the_hosts_request_id(
     smh_fake: SMHFake, smh_client: SMHClient, host: str, caplog: pytest.LogCaptureFixture

@@ -258,7 +258,8 @@ async def test_record_factory_attributes_are_renamed(
     fake: FakeSMH, server: FakeServer, records: list[logging.LogRecord]
 ) -> None:
     """A host record factory that adds attributes (tenant, request_id) clashes with the same
-    keys from the context and from purge.space events: they arrive renamed, the purge works."""
+    keys from the context: they arrive renamed, the purge works; SMH's request id is not
+    among them (smh_request_id)."""
     ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
     stock = logging.getLogRecordFactory()
 
@@ -282,4 +283,4 @@ async def test_record_factory_attributes_are_renamed(
     for record in spaces:
         assert record.tenant == "from-factory"  # type: ignore[attr-defined]
         assert record.ctx_tenant == "acme"  # type: ignore[attr-defined]
-        assert record.ctx_request_id  # type: ignore[attr-defined]  # the server's request id
+        assert record.smh_request_id  # type: ignore[attr-defined]  # the server's request id

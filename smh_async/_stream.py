@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from anyio.abc import ObjectReceiveStream
 
 from smh_async._bulk import PurgeRun, _leaves
 from smh_async._models import PurgeOutcome, PurgeSummary
-from smh_async._targets import SpaceSource
+from smh_async._targets import SpaceSource, close_source
 
 if sys.version_info < (3, 11):  # anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -123,7 +123,7 @@ async def stream_purge(
             raise
     finally:
         if stream.summary is None:  # left early, or the run failed: nothing reads on
-            await _close_source(space_ids)
+            await close_source(space_ids)  # run() closes it too, if it got to start
     if error is not None:
         # Raised here, outside the except clause, so that the error (possibly the caller's
         # own, from the body) does not get the task group's wrapper as its __context__.
@@ -139,11 +139,3 @@ def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | N
     cancelled = anyio.get_cancelled_exc_class()
     real = [e for e in _leaves(group) if not isinstance(e, cancelled)]
     return real[0] if len(real) == 1 else None
-
-
-async def _close_source(source: SpaceSource) -> None:
-    """Close a generator the run stopped reading, so its ``finally`` runs now."""
-    if isinstance(source, AsyncGenerator):
-        await source.aclose()
-    elif isinstance(source, Generator):
-        source.close()

@@ -27,7 +27,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
-from smh_async._console import ACCEPTED_NOTE, ALREADY_DONE, PartsProgress, check_lines, stop_lines
+from smh_async._console import (
+    ACCEPTED_NOTE,
+    ALREADY_DONE,
+    PartsProgress,
+    check_lines,
+    say,
+    stop_lines,
+)
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
@@ -231,7 +238,11 @@ def run_processes(
         result["report_parts"] = [str(p) for p in (*earlier, *present)]
     _print_summary(result)
     if summary_json:
-        write_summary_json(summary_json, result)
+        try:
+            write_summary_json(summary_json, result)
+        except OSError as exc:  # checked at the start; the disk may have filled since
+            # As one process says it: the run's own exit code stands (it was a traceback).
+            say(f"smh-async: error: cannot write the summary {summary_json}: {exc}")
     return code
 
 

@@ -275,6 +275,25 @@ async def test_a_summary_on_a_full_disk_is_named_and_the_exit_code_kept(
     assert len(report.read_text().splitlines()) == 3
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_processes_summary_on_a_full_disk_is_named_and_the_exit_code_kept(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--processes with a --summary-json that cannot be written: one error line naming it,
+    the summary on stdout and the run's exit code, as one process does (the parent ended in
+    a traceback, exit 1)."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    proc = await purge(
+        server, *ids, "--report", str(report), "--summary-json", "/dev/full", "--processes", "2"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert b"smh-async: error: cannot write the summary /dev/full: [Errno 28]" in proc.stderr
+    assert b"spaces: 20  accepted: 20" in proc.stdout
+    assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
+
+
 @pytest.mark.parametrize("value", ["0", "nan", "inf"])
 async def test_max_duration_must_be_positive(server: FakeServer, value: str) -> None:
     """--max-duration 0, nan or inf is a usage error, exit 2 (nan used to end in a traceback)."""

@@ -27,7 +27,9 @@ from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
+from smh_async._leftovers import holding_part, settle_leftovers
 from smh_async._logging import Redactor, configure_cli_logging
+from smh_async._multiproc import PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
     ReportWriter,
@@ -198,6 +200,10 @@ def _tuned_gc() -> Iterator[None]:
 async def purge_command(args: argparse.Namespace) -> int:
     """``smh-async purge`` in one process."""
     shard = _check_args(args)
+    if _parent_pid() is None:  # a --processes child's report is a part: its parent's matter
+        same = bool(args.resume and args.report) and same_file(args.resume, args.report)
+        if merged := settle_leftovers(args.report, append=same):
+            print(merged, flush=True)
     # Logs and the live line survive a reader that goes away (see SafeStream).
     err = SafeStream(sys.stderr)
     status = StatusLine(cast("TextIO", err)) if shows_status_line(args) else None
@@ -249,6 +255,8 @@ async def _run_purge(
         err.on_lost = lambda: run.stop(interrupted=True)
         with ExitStack() as stack:
             reports.open(stack)
+            if reports.path and _parent_pid() is not None:
+                stack.enter_context(holding_part(Path(reports.path)))
             failure = await _drive(
                 run, targets, client, skip, reports, count=on_progress is not None
             )
@@ -332,6 +340,12 @@ async def _count(run: PurgeRun, targets: Targets, client: SMHClient, skip: Targe
         await count_targets(targets.iterate(client), skip.skips, update)
     except SMHError as exc:  # only the display loses its total
         structlog.get_logger("smh_async.cli").warning("purge.count_failed", error_code=exc.code)
+
+
+def _parent_pid() -> int | None:
+    """The ``--processes`` parent's pid when this process is one of its children."""
+    value = os.environ.get(PARENT_PID_ENV, "")
+    return int(value) if value.isdigit() else None
 
 
 def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:

@@ -16,6 +16,8 @@ child killed, a resume into the same report, ``--wait-release`` files) it reads 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,11 +37,11 @@ from smh_async._console import (
     say,
     stop_lines,
 )
+from smh_async._leftovers import parts_home, totals_path
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
     copy_reports,
-    is_regular_or_missing,
     release_destination,
     release_path,
     resume_set,
@@ -47,7 +49,19 @@ from smh_async._report import (
     write_summary_json,
 )
 
-__all__ = ["child_argv", "count_to_purge", "drop_option", "exit_code_of", "run_processes"]
+__all__ = [
+    "PARENT_PID_ENV",
+    "child_argv",
+    "count_to_purge",
+    "drop_option",
+    "exit_code_of",
+    "run_processes",
+    "totals_path",
+]
+
+# Set in each child's environment: the parent's pid. It marks the process as a child (which
+# holds its report part, see smh_async._leftovers) and lets it notice the parent is gone.
+PARENT_PID_ENV = "SMH_ASYNC_PARENT_PID"
 
 # Worst first: the parent reports the most serious of its children's exit codes.
 _SEVERITY = (130, 2, 3, 1, 0)
@@ -98,11 +112,6 @@ def count_to_purge(ids: Sequence[str], spaces_file: str | None, resume: str | No
     return count
 
 
-def totals_path(part: Path) -> Path:
-    """Where the child writing report part ``part`` leaves its summary."""
-    return part.with_name(part.name + ".summary.json")
-
-
 def exit_code_of(codes: Sequence[int]) -> int:
     """The most serious child exit code (unknown codes count as a failure)."""
     known = [c if c in _SEVERITY else 1 for c in codes]
@@ -111,10 +120,11 @@ def exit_code_of(codes: Sequence[int]) -> int:
 
 def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "smh_async", *argv]
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
     # A session of its own: a terminal's Ctrl-C reaches only the parent, which passes on
     # exactly one signal (two would mean "cancel in-flight requests now" to a child).
     return subprocess.Popen(  # noqa: S603 (our own CLI)
-        cmd, stdout=subprocess.DEVNULL, start_new_session=True
+        cmd, stdout=subprocess.DEVNULL, start_new_session=True, env=env
     )
 
 
@@ -170,19 +180,16 @@ def run_processes(
     ``append``: the run resumes into its own report, so the earlier rows are kept and the
     children's rows are merged after them (last row per space wins). ``terminal``: show one
     live line there for the whole run (``argv`` then tells the children to draw none).
+    The parts an earlier run left beside the report have been dealt with before
+    (:func:`smh_async._leftovers.settle_leftovers`): none is there to be overwritten.
     """
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="smh-async-parts-") as scratch:
+    with _Scratch() as scratch:
         target = Path(report) if report else None
         # Parts beside the report (same file system), unless it is /dev/stdout or the like.
-        beside = target is not None and is_regular_or_missing(target)
-        base = target.resolve().parent if target and beside else Path(scratch)
+        base = (parts_home(target) if target else None) or scratch.path
         name = target.name if target else "report.jsonl"
         parts = [base / f"{name}.part{i}of{count}" for i in range(count)]
-        # Leftovers of an earlier run killed before its merge must not be merged (or counted)
-        # now, should a child of this run fail before writing its own.
-        for leftover in (*parts, *map(totals_path, parts), *map(release_path, parts)):
-            leftover.unlink(missing_ok=True)
         children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
         codes = _wait_all(children, PartsProgress(parts, terminal) if terminal else None)
         present = [p for p in parts if p.exists()]
@@ -218,6 +225,7 @@ def run_processes(
         except OSError as exc:  # a full disk: the parts hold every row, so they stay
             merge_failed = f"cannot write {target}: {exc.strerror or exc}"
             summary = summarize_reports(present)
+            scratch.keep = base == scratch.path
         else:
             for part in present:
                 part.unlink()
@@ -244,6 +252,23 @@ def run_processes(
             # As one process says it: the run's own exit code stands (it was a traceback).
             say(f"smh-async: error: cannot write the summary {summary_json}: {exc}")
     return code
+
+
+class _Scratch:
+    """The directory for the parts of a run whose report is not a regular file
+    (``/dev/stdout``): removed at the end, unless the merge failed and the parts in it are
+    the only copy of the run's rows (the summary names them)."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="smh-async-parts-"))
+        self.keep = False
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self.keep:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _read_totals(parts: Sequence[Path]) -> list[dict[str, Any] | None]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import pty
 import re
+import shutil
 import signal
 import sys
 from collections import Counter
@@ -225,16 +227,14 @@ async def test_merge_from_totals_equals_merge_by_reading(
     assert _children_totals(parts) is None
 
 
-async def test_leftovers_of_a_killed_run_are_not_merged(
+async def test_a_stale_totals_file_without_its_part_is_not_counted(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:
-    """Part and totals files left by an earlier parent killed before its merge are removed
+    """A totals file an earlier run left without its part (it holds no row) is removed
     before the children start: a child that then fails early adds nothing stale."""
     ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
     report = tmp_path / "r.jsonl"
-    stale_part = tmp_path / "r.jsonl.part1of2"
-    stale_part.write_text('{"space_id": "ghost", "outcome": "accepted", "attempts": 1}\n')
-    totals_path(stale_part).write_text(
+    totals_path(tmp_path / "r.jsonl.part1of2").write_text(
         '{"total": 1, "accepted": 1, "failed": 0, "skipped": 0, "dry_run": 0, "by_error_code": {}}'
     )
     # Both children fail before sending anything (their settings are invalid: exit 2).
@@ -243,7 +243,89 @@ async def test_leftovers_of_a_killed_run_are_not_merged(
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == b""  # each child said why; no summary of a run that never ran
-    assert list(tmp_path.iterdir()) == []  # stale parts gone, no report made
+    assert list(tmp_path.iterdir()) == []  # stale totals gone, no report made
+
+
+async def _leave_parts(server: FakeServer, ids: list[str], tmp_path: Path) -> list[Path]:
+    """Run --processes 2 into ``tmp_path/r.jsonl`` with its merge made to fail (a directory
+    sits where it writes, as a full disk would): the parts are left with every row."""
+    (tmp_path / "r.jsonl.partial").mkdir()
+    proc = await purge(server, *ids, "--report", str(tmp_path / "r.jsonl"), "--processes", "2")
+    assert proc.returncode == 3 and b"REPORT FAILED" in proc.stdout, proc.stdout
+    parts = sorted(tmp_path.glob("r.jsonl.part*of2"))
+    assert len(parts) == 2
+    return parts
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_leftover_parts_are_merged_by_a_resume_and_refused_otherwise(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, processes: str
+) -> None:
+    """Parts a run left unmerged (REPORT FAILED, or a killed parent) are never thrown away
+    (the next run deleted them and purged every space again): a run that does not resume
+    into the report is refused (exit 2, nothing sent) naming them and the merge command; a
+    resume whose merge still fails is refused too; a resume that can merge them says so and
+    sends no DELETE for a space accepted there."""
+    ids = fake.add_spaces(LIBRARY, count=60, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    parts = await _leave_parts(server, ids, tmp_path)
+    kept = [p.read_bytes() for p in parts]
+    fresh = await purge(server, *ids, "--report", str(report), "--processes", processes)
+    assert fresh.returncode == 2, fresh.stderr
+    line = fresh.stderr.decode()
+    assert all(str(p) in line for p in parts) and "nothing was sent" in line
+    merge = re.search(r"'smh-async report (\S+) (\S+) --output (\S+)'", line)
+    assert merge is not None and sorted(merge.groups()) == sorted(map(str, [*parts, report]))
+    resume = ["--resume", str(report), "--report", str(report), "--processes", processes]
+    still_full = await purge(server, *ids, *resume)
+    assert still_full.returncode == 2 and b"they are kept" in still_full.stderr
+    assert [p.read_bytes() for p in parts] == kept and Counter(deletes(fake)) == Counter(ids)
+    (tmp_path / "r.jsonl.partial").rmdir()
+    proc = await purge(server, *ids, *resume)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"merged into {report} the report parts".encode())
+    assert Counter(deletes(fake)) == Counter(ids)  # none purged twice
+    assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+
+
+async def test_a_part_still_being_written_refuses_the_run(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A leftover part that a live process still holds (an orphaned child still stopping,
+    or another run into the same report) is neither merged nor removed: exit 2, nothing
+    sent, the file as it was."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    part = tmp_path / "r.jsonl.part0of2"
+    part.write_text(json.dumps({"space_id": ids[0], "outcome": "accepted"}) + "\n")
+    with part.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = await purge(
+            server, *ids, "--resume", str(report), "--report", str(report), "--processes", "2"
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert f"{part} is still being written by another smh-async process".encode() in proc.stderr
+    assert fake.requests == [] and part.exists() and not report.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_failed_merge_into_a_device_keeps_the_parts(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--report on a device that cannot be written (/dev/full): the parts, in a scratch
+    directory, are kept and named with the merge command (the directory was removed, with
+    every row, while the summary said they were kept)."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+    proc = await purge(server, *ids, "--report", "/dev/full", "--processes", "2")
+    assert proc.returncode == 3, proc.stderr
+    named = re.search(rb"Every row is kept in (\S+) (\S+):", proc.stdout)
+    assert named is not None, proc.stdout
+    parts = [Path(p.decode()) for p in named.groups()]
+    try:
+        assert sorted(r["space_id"] for p in parts for r in read_report(p)) == sorted(ids)
+    finally:
+        shutil.rmtree(parts[0].parent, ignore_errors=True)
 
 
 async def test_max_spaces_holds_for_the_whole_multi_process_run(

@@ -55,6 +55,7 @@ from smh_async.cli import (
 __all__ = ["fake_server_command", "load_settings", "purge_command", "spaces_command"]
 
 TTY_REFRESH_S = 0.25
+PARENT_CHECK_S = 1.0  # how often a --processes child checks that its parent is alive
 
 
 def load_settings(args: argparse.Namespace) -> SMHSettings:
@@ -309,8 +310,12 @@ async def _drive(
     could not be written (the run stopped then).
     """
     log = structlog.get_logger("smh_async.cli")
+    parent = _parent_pid()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, run, tg.cancel_scope)
+        # Checked once before the first request: a parent gone already, nothing is sent.
+        if parent is not None and not _stop_if_orphaned(run, parent):
+            tg.start_soon(_watch_parent, run, parent)
         if count and targets.rereadable:
             tg.start_soon(_count, run, targets, client, skip)
         try:
@@ -340,6 +345,32 @@ async def _count(run: PurgeRun, targets: Targets, client: SMHClient, skip: Targe
         await count_targets(targets.iterate(client), skip.skips, update)
     except SMHError as exc:  # only the display loses its total
         structlog.get_logger("smh_async.cli").warning("purge.count_failed", error_code=exc.code)
+
+
+async def _watch_parent(run: PurgeRun, parent: int) -> None:
+    """A ``--processes`` child stops as on SIGTERM once its parent is gone (SIGKILL, the OOM
+    killer): an orphan would go on sending requests that nobody supervises, into a report
+    part nobody merges. Stopped, its in-flight spaces finish and the rest are reported not
+    started, so its part holds one row per space for the next run to merge (see
+    smh_async._leftovers). Checked once a second: one system call."""
+    # No event tells of a parent's end (PR_SET_PDEATHSIG is Linux-only, and a signal sent
+    # before the handlers are in place would kill): polling it is portable and cheap.
+    while not _stop_if_orphaned(run, parent):  # noqa: ASYNC110
+        await anyio.sleep(PARENT_CHECK_S)
+
+
+def _stop_if_orphaned(run: PurgeRun, parent: int) -> bool:
+    """Stop ``run`` (and say so) if ``parent`` is no longer this process's parent."""
+    if os.getppid() == parent:
+        return False
+    structlog.get_logger("smh_async.cli").warning(
+        "purge.parent_gone",
+        parent_pid=parent,
+        then="in-flight spaces finish, the rest are reported not started; the next run "
+        "resuming into the report merges this part",
+    )
+    run.stop(interrupted=True)
+    return True
 
 
 def _parent_pid() -> int | None:

@@ -309,6 +309,74 @@ async def test_a_part_still_being_written_refuses_the_run(
     assert fake.requests == [] and part.exists() and not report.exists()
 
 
+def _held(path: Path) -> bool:
+    """True while some process holds ``path`` locked (as a running child holds its part)."""
+    with path.open("rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+async def test_children_of_a_killed_parent_stop_and_a_resume_merges_their_parts(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SIGKILL to the --processes parent: its children notice within about a second and stop
+    as on SIGTERM (purge.parent_gone), leaving parts with one row per space; they went on
+    purging every space unsupervised. The next resume into the report merges the parts and
+    sends no second DELETE to any space (it deleted them and purged every space again)."""
+    ids = fake.add_spaces(LIBRARY, count=600, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(ids) + "\n")
+    report = tmp_path / "r.jsonl"
+    args = ["--spaces-file", str(spaces), "--report", str(report), "--resume", str(report)]
+    args += ["--concurrency", "2", "--processes", "2"]
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args]
+    parts = [tmp_path / f"r.jsonl.part{i}of2" for i in range(2)]
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as err:  # the children's too: a file, no pipe to fill
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            while len(deletes(fake)) < 20:
+                await anyio.sleep(0.02)
+            assert all(map(_held, parts))  # each child holds its part while it runs
+            process.kill()
+            await process.wait()
+    with anyio.fail_after(10):
+        while any(map(_held, parts)):  # until both children have ended
+            await anyio.sleep(0.05)
+    gone = [e for e in map(json.loads, log.read_bytes().splitlines()) if "parent_gone" in str(e)]
+    assert sorted(e["shard"] for e in gone) == ["0/2", "1/2"]
+    assert {e["event"] for e in gone} == {"purge.parent_gone"}
+    first = Counter(r["space_id"] for p in parts for r in read_report(p))
+    assert first == Counter(ids)  # one row per space: accepted, or NotStarted
+    assert len(deletes(fake)) < len(ids)
+    proc = await purge(server, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"merged into {report} the report parts".encode())
+    assert Counter(deletes(fake)) == Counter(ids)
+    assert summarize_reports([report]).by_outcome == {"accepted": len(ids)}
+
+
+async def test_a_child_whose_parent_is_already_gone_sends_nothing(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A --processes child that finds its parent gone before its first request (the pid in
+    SMH_ASYNC_PARENT_PID is not its parent) stops at once: no DELETE, every space reported
+    not started, exit 130, purge.parent_gone logged."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl.part0of1"
+    not_parent = str(os.getpid() + 1)  # its parent is this process
+    proc = await purge(server, *ids, "--report", str(report), SMH_ASYNC_PARENT_PID=not_parent)
+    assert proc.returncode == 130, proc.stderr
+    assert deletes(fake) == []
+    assert {(r["outcome"], r["error_code"]) for r in read_report(report)} == {
+        ("skipped", "NotStarted")
+    }
+    assert b'"purge.parent_gone"' in proc.stderr
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 async def test_a_failed_merge_into_a_device_keeps_the_parts(
     fake: FakeSMH, server: FakeServer, tmp_path: Path

@@ -128,28 +128,63 @@ def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     )
 
 
+class _Relay:
+    """The parent's SIGINT, SIGTERM and SIGHUP while :func:`run_processes` runs.
+
+    Once the children run, each signal is passed on to those still running. Once they have
+    all ended, signals are only recorded: the parent is merging their parts and writing the
+    summary, and dying then (the default action, which it gave back as the children ended)
+    lost both, leaving the parts unmerged. The handlers found are put back on exit
+    (``main()`` may run in a host).
+    """
+
+    # SIGHUP too: the children run in sessions of their own, so a terminal that hangs up
+    # reaches only the parent, which must not die before merging their reports.
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: set[int] = set()
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _Relay:
+        self._previous = {sig: signal.getsignal(sig) for sig in self._SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            if handler is not None:  # None: not set from Python, nothing to put back
+                signal.signal(sig, handler)
+
+    def pass_on(self, children: Sequence[subprocess.Popen[bytes]]) -> None:
+        """From now on, pass each signal on to those of ``children`` still running."""
+        self._children = list(children)
+        for sig in self._SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def record_only(self) -> None:
+        """The children have ended: from now on a signal is only recorded."""
+        self._children = []
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.add(signum)
+        for child in self._children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+
 def _wait_all(
-    children: Sequence[subprocess.Popen[bytes]], progress: PartsProgress | None = None
+    children: Sequence[subprocess.Popen[bytes]],
+    relay: _Relay,
+    progress: PartsProgress | None = None,
 ) -> list[int]:
-    """Wait for every child, passing each SIGINT/SIGTERM on to those still running, and
-    redrawing ``progress`` four times a second when there is one.
+    """Wait for every child, ``relay`` passing each SIGINT/SIGTERM/SIGHUP on to those still
+    running, and redrawing ``progress`` four times a second when there is one.
 
     The first signal makes the children stop gracefully (report flushed, exit 130); a
     second one cancels their in-flight requests, as it would for a single process.
     """
-
-    received: set[int] = set()
-
-    def forward(signum: int, frame: object) -> None:
-        received.add(signum)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    # SIGHUP too: the children run in sessions of their own, so a terminal that hangs up
-    # reaches only the parent, which must not die before merging their reports.
-    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, forward) for sig in watched}
+    relay.pass_on(children)
     try:
         if progress is not None:
             while any(child.poll() is None for child in children):
@@ -158,12 +193,12 @@ def _wait_all(
             progress.update()
             progress.close()
         codes = [child.wait() for child in children]
-        # A child that died of a signal passed on from the operator (a quick second Ctrl-C
-        # can end one before its handler runs) was interrupted as asked, not broken: 130.
-        return [130 if code < 0 and -code in received else code for code in codes]
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        relay.record_only()
+    # A child that died of a signal passed on from the operator was interrupted as asked,
+    # not broken: 130. Once running, a child is never killed by one (see _SignalGate in
+    # smh_async._commands); a Ctrl-C while it starts, before its handlers, can end it so.
+    return [130 if code < 0 and -code in relay.received else code for code in codes]
 
 
 def run_processes(
@@ -183,6 +218,23 @@ def run_processes(
     The parts an earlier run left beside the report have been dealt with before
     (:func:`smh_async._leftovers.settle_leftovers`): none is there to be overwritten.
     """
+    with _Relay() as relay:  # until the summary is out, a signal cannot kill the parent
+        return _run_and_merge(
+            argv, count, report, relay, append=append, summary_json=summary_json, terminal=terminal
+        )
+
+
+def _run_and_merge(
+    argv: Sequence[str],
+    count: int,
+    report: str | None,
+    relay: _Relay,
+    *,
+    append: bool,
+    summary_json: str | None,
+    terminal: TextIO | None,
+) -> int:
+    """:func:`run_processes` with its signals in ``relay``'s hands."""
     started = time.monotonic()
     with _Scratch() as scratch:
         target = Path(report) if report else None
@@ -191,7 +243,7 @@ def run_processes(
         name = target.name if target else "report.jsonl"
         parts = [base / f"{name}.part{i}of{count}" for i in range(count)]
         children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
-        codes = _wait_all(children, PartsProgress(parts, terminal) if terminal else None)
+        codes = _wait_all(children, relay, PartsProgress(parts, terminal) if terminal else None)
         present = [p for p in parts if p.exists()]
         if not present and set(codes) == {2}:
             # Every child refused the run before any request (each said why, as one process

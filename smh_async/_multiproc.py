@@ -501,10 +501,13 @@ def _print_summary(result: dict[str, Any]) -> None:
         lines.append(ACCEPTED_NOTE)
     if result.get("report_failed"):
         parts = " ".join(result["report_parts"])
-        lines.append(
+        line = (
             f"REPORT FAILED: {result['report_failed']}. Every row is kept in {parts}: "
             f"'smh-async report {parts} --output {result['report']}' merges them once there is room"
         )
+        if parts_home(Path(result["report"])) is not None:  # the parts are beside it
+            line += " (then remove the .part files), or the next run resuming into it does"
+        lines.append(line)
     for shard in result.get("broken_processes") or ():
         lines.append(
             f"PROCESS FAILED: shard {shard}; the spaces it had not finished are in no report "

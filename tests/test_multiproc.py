@@ -252,6 +252,7 @@ async def _leave_parts(server: FakeServer, ids: list[str], tmp_path: Path) -> li
     (tmp_path / "r.jsonl.partial").mkdir()
     proc = await purge(server, *ids, "--report", str(tmp_path / "r.jsonl"), "--processes", "2")
     assert proc.returncode == 3 and b"REPORT FAILED" in proc.stdout, proc.stdout
+    assert b"(then remove the .part files), or the next run resuming into it does" in proc.stdout
     parts = sorted(tmp_path.glob("r.jsonl.part*of2"))
     assert len(parts) == 2
     return parts
@@ -389,6 +390,7 @@ async def test_a_failed_merge_into_a_device_keeps_the_parts(
     assert proc.returncode == 3, proc.stderr
     named = re.search(rb"Every row is kept in (\S+) (\S+):", proc.stdout)
     assert named is not None, proc.stdout
+    assert b"resuming into it" not in proc.stdout  # a resume does not look in scratch
     parts = [Path(p.decode()) for p in named.groups()]
     try:
         assert sorted(r["space_id"] for p in parts for r in read_report(p)) == sorted(ids)

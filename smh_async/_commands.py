@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,7 +28,9 @@ from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
+from smh_async._leftovers import holding_part, settle_leftovers
 from smh_async._logging import Redactor, configure_cli_logging
+from smh_async._multiproc import PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
     ReportWriter,
@@ -53,6 +56,7 @@ from smh_async.cli import (
 __all__ = ["fake_server_command", "load_settings", "purge_command", "spaces_command"]
 
 TTY_REFRESH_S = 0.25
+PARENT_CHECK_S = 1.0  # how often a --processes child checks that its parent is alive
 
 
 def load_settings(args: argparse.Namespace) -> SMHSettings:
@@ -198,6 +202,10 @@ def _tuned_gc() -> Iterator[None]:
 async def purge_command(args: argparse.Namespace) -> int:
     """``smh-async purge`` in one process."""
     shard = _check_args(args)
+    if _parent_pid() is None:  # a --processes child's report is a part: its parent's matter
+        same = bool(args.resume and args.report) and same_file(args.resume, args.report)
+        if merged := settle_leftovers(args.report, append=same):
+            print(merged, flush=True)
     # Logs and the live line survive a reader that goes away (see SafeStream).
     err = SafeStream(sys.stderr)
     status = StatusLine(cast("TextIO", err)) if shows_status_line(args) else None
@@ -208,8 +216,13 @@ async def purge_command(args: argparse.Namespace) -> int:
     _log_plan(settings, shard)
     if shard is not None:  # every event of a shard's run says which shard it is
         structlog.contextvars.bind_contextvars(shard=str(shard))
-    with _tuned_gc():
-        return await _run_purge(args, settings, targets, skip, reports, status, err)
+    with _tuned_gc(), _SignalGate() as gate:
+        code = await _run_purge(args, settings, targets, skip, reports, status, err, gate)
+        if gate.late:
+            structlog.get_logger("smh_async.cli").warning(
+                "purge.signal_ignored", signals=gate.late, reason="the run was already finishing"
+            )
+        return code
 
 
 async def _run_purge(
@@ -220,6 +233,7 @@ async def _run_purge(
     reports: _Reports,
     status: StatusLine | None,
     err: SafeStream,
+    gate: _SignalGate,
 ) -> int:
     on_progress, interval = _progress(args, status)
     async with SMHClient(settings) as client:
@@ -249,9 +263,12 @@ async def _run_purge(
         err.on_lost = lambda: run.stop(interrupted=True)
         with ExitStack() as stack:
             reports.open(stack)
-            failure = await _drive(
-                run, targets, client, skip, reports, count=on_progress is not None
-            )
+            if reports.path and _parent_pid() is not None:
+                stack.enter_context(holding_part(Path(reports.path)))
+            with gate.watching():  # afterwards the run is finishing: signals only recorded
+                failure = await _drive(
+                    run, targets, client, skip, reports, gate, count=on_progress is not None
+                )
     if status is not None:
         status.close()
     if failure == "unreadable":  # refused as the file would have been, before any request
@@ -291,6 +308,7 @@ async def _drive(
     client: SMHClient,
     skip: TargetFilter,
     reports: _Reports,
+    gate: _SignalGate,
     *,
     count: bool,
 ) -> str | None:
@@ -301,8 +319,12 @@ async def _drive(
     could not be written (the run stopped then).
     """
     log = structlog.get_logger("smh_async.cli")
+    parent = _parent_pid()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_signals, run, tg.cancel_scope)
+        tg.start_soon(_watch_signals, run, tg.cancel_scope, gate)
+        # Checked once before the first request: a parent gone already, nothing is sent.
+        if parent is not None and not _stop_if_orphaned(run, parent):
+            tg.start_soon(_watch_parent, run, parent)
         if count and targets.rereadable:
             tg.start_soon(_count, run, targets, client, skip)
         try:
@@ -334,6 +356,38 @@ async def _count(run: PurgeRun, targets: Targets, client: SMHClient, skip: Targe
         structlog.get_logger("smh_async.cli").warning("purge.count_failed", error_code=exc.code)
 
 
+async def _watch_parent(run: PurgeRun, parent: int) -> None:
+    """A ``--processes`` child stops as on SIGTERM once its parent is gone (SIGKILL, the OOM
+    killer): an orphan would go on sending requests that nobody supervises, into a report
+    part nobody merges. Stopped, its in-flight spaces finish and the rest are reported not
+    started, so its part holds one row per space for the next run to merge (see
+    smh_async._leftovers). Checked once a second: one system call."""
+    # No event tells of a parent's end (PR_SET_PDEATHSIG is Linux-only, and a signal sent
+    # before the handlers are in place would kill): polling it is portable and cheap.
+    while not _stop_if_orphaned(run, parent):  # noqa: ASYNC110
+        await anyio.sleep(PARENT_CHECK_S)
+
+
+def _stop_if_orphaned(run: PurgeRun, parent: int) -> bool:
+    """Stop ``run`` (and say so) if ``parent`` is no longer this process's parent."""
+    if os.getppid() == parent:
+        return False
+    structlog.get_logger("smh_async.cli").warning(
+        "purge.parent_gone",
+        parent_pid=parent,
+        then="in-flight spaces finish, the rest are reported not started; the next run "
+        "resuming into the report merges this part",
+    )
+    run.stop(interrupted=True)
+    return True
+
+
+def _parent_pid() -> int | None:
+    """The ``--processes`` parent's pid when this process is one of its children."""
+    value = os.environ.get(PARENT_PID_ENV, "")
+    return int(value) if value.isdigit() else None
+
+
 def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:
     count = shard.count if shard else 1
     structlog.get_logger("smh_async.cli").info(
@@ -355,20 +409,102 @@ async def _preflight(client: SMHClient) -> None:
         raise UsageError(f"cannot obtain an access token: {exc}") from None
 
 
-async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope) -> None:
+async def _watch_signals(run: PurgeRun, scope: anyio.CancelScope, gate: _SignalGate) -> None:
     # SIGHUP: the terminal of an ssh session went away; stop as gracefully as on SIGTERM.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async for signum in signals:
-            if run.stopping:
-                scope.cancel()  # a second signal: stop waiting for in-flight requests
-                return
-            structlog.get_logger("smh_async.cli").warning(
-                "purge.stopping",
-                signal=signal.Signals(signum).name,
-                grace_s=run.grace,
-                then="the rest of the input is reported not started; signal again to quit now",
-            )
-            run.stop(interrupted=True)
+    while True:
+        signum = await gate.next()
+        if run.stopping:
+            scope.cancel()  # a second signal: stop waiting for in-flight requests
+            return
+        structlog.get_logger("smh_async.cli").warning(
+            "purge.stopping",
+            signal=signal.Signals(signum).name,
+            grace_s=run.grace,
+            then="the rest of the input is reported not started; signal again to quit now",
+        )
+        run.stop(interrupted=True)
+
+
+class _SignalGate:
+    """SIGINT, SIGTERM and SIGHUP from the start of the run until ``purge_command`` returns.
+
+    While the run runs, :func:`_watch_signals` acts on them. Once the run is over, it is
+    finishing (the report closed, the client shut down, the summary and ``--summary-json``
+    written): a signal then is only recorded (``late``, logged at the end), and the exit
+    code stays what the run earned (130 if it was interrupted). anyio's signal receiver
+    gave the default action back as soon as its reader stopped, so a second Ctrl-C or
+    SIGTERM just then killed the process (exit 143, often before the summary); the
+    ``--processes`` parent took such a death of a child for an interruption. Before the run
+    starts nothing has been sent, and the default actions stand.
+
+    On exit, the handlers found when the run started are put back (``main()`` may run in a
+    host with handlers of its own). Built on the event loop's ``add_signal_handler``, not on
+    anyio's receiver: closed, that puts the default action back, not the handler it found,
+    and it keeps to itself what arrives once its reader has stopped.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.late: list[str] = []
+        self._queue: deque[int] = deque()
+        self._arrived: anyio.Event | None = None
+        self._watching = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _SignalGate:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is None:
+            return
+        for sig, handler in self._previous.items():
+            self._loop.remove_signal_handler(sig)  # sets the default action...
+            if handler is not None:  # ...and this, the one found (None: not set from Python)
+                signal.signal(sig, handler)
+        self._loop = None
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """While the run runs, its signals come to :meth:`next`; afterwards they are only
+        recorded. The event loop's handlers wake it whichever thread a signal interrupts."""
+        self._loop = asyncio.get_running_loop()
+        for sig in self._SIGNALS:
+            self._previous[sig] = signal.getsignal(sig)
+            self._loop.add_signal_handler(sig, self._deliver, sig)
+        self._watching = True
+        try:
+            yield
+        finally:
+            self._finish()
+
+    async def next(self) -> int:
+        """The next signal received while the run runs."""
+        while not self._queue:
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+        return self._queue.popleft()
+
+    def _finish(self) -> None:
+        """The run is over: from now on a signal is only recorded."""
+        self._watching = False
+        self.late.extend(signal.Signals(s).name for s in self._queue)
+        self._queue.clear()
+        for sig in self._SIGNALS:
+            # The Python-level handler only: the event loop keeps the signal caught by the
+            # OS, so there is no moment with the default action (removing the loop's
+            # handler would make one).
+            signal.signal(sig, self._record)
+
+    def _deliver(self, signum: int) -> None:
+        if self._watching:  # afterwards, _record has it (it runs even with the loop idle)
+            self._queue.append(signum)
+            if self._arrived is not None:
+                self._arrived.set()
+
+    def _record(self, signum: int, frame: object) -> None:
+        self.late.append(signal.Signals(signum).name)
 
 
 # ---------------------------------------------------------------- other commands

@@ -16,6 +16,8 @@ child killed, a resume into the same report, ``--wait-release`` files) it reads 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,12 +29,19 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
-from smh_async._console import ACCEPTED_NOTE, ALREADY_DONE, PartsProgress, check_lines, stop_lines
+from smh_async._console import (
+    ACCEPTED_NOTE,
+    ALREADY_DONE,
+    PartsProgress,
+    check_lines,
+    say,
+    stop_lines,
+)
+from smh_async._leftovers import parts_home, totals_path
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
     copy_reports,
-    is_regular_or_missing,
     release_destination,
     release_path,
     resume_set,
@@ -40,7 +49,19 @@ from smh_async._report import (
     write_summary_json,
 )
 
-__all__ = ["child_argv", "count_to_purge", "drop_option", "exit_code_of", "run_processes"]
+__all__ = [
+    "PARENT_PID_ENV",
+    "child_argv",
+    "count_to_purge",
+    "drop_option",
+    "exit_code_of",
+    "run_processes",
+    "totals_path",
+]
+
+# Set in each child's environment: the parent's pid. It marks the process as a child (which
+# holds its report part, see smh_async._leftovers) and lets it notice the parent is gone.
+PARENT_PID_ENV = "SMH_ASYNC_PARENT_PID"
 
 # Worst first: the parent reports the most serious of its children's exit codes.
 _SEVERITY = (130, 2, 3, 1, 0)
@@ -91,11 +112,6 @@ def count_to_purge(ids: Sequence[str], spaces_file: str | None, resume: str | No
     return count
 
 
-def totals_path(part: Path) -> Path:
-    """Where the child writing report part ``part`` leaves its summary."""
-    return part.with_name(part.name + ".summary.json")
-
-
 def exit_code_of(codes: Sequence[int]) -> int:
     """The most serious child exit code (unknown codes count as a failure)."""
     known = [c if c in _SEVERITY else 1 for c in codes]
@@ -104,35 +120,71 @@ def exit_code_of(codes: Sequence[int]) -> int:
 
 def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "smh_async", *argv]
+    env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
     # A session of its own: a terminal's Ctrl-C reaches only the parent, which passes on
     # exactly one signal (two would mean "cancel in-flight requests now" to a child).
     return subprocess.Popen(  # noqa: S603 (our own CLI)
-        cmd, stdout=subprocess.DEVNULL, start_new_session=True
+        cmd, stdout=subprocess.DEVNULL, start_new_session=True, env=env
     )
 
 
+class _Relay:
+    """The parent's SIGINT, SIGTERM and SIGHUP while :func:`run_processes` runs.
+
+    Once the children run, each signal is passed on to those still running. Once they have
+    all ended, signals are only recorded: the parent is merging their parts and writing the
+    summary, and dying then (the default action, which it gave back as the children ended)
+    lost both, leaving the parts unmerged. The handlers found are put back on exit
+    (``main()`` may run in a host).
+    """
+
+    # SIGHUP too: the children run in sessions of their own, so a terminal that hangs up
+    # reaches only the parent, which must not die before merging their reports.
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: set[int] = set()
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _Relay:
+        self._previous = {sig: signal.getsignal(sig) for sig in self._SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            if handler is not None:  # None: not set from Python, nothing to put back
+                signal.signal(sig, handler)
+
+    def pass_on(self, children: Sequence[subprocess.Popen[bytes]]) -> None:
+        """From now on, pass each signal on to those of ``children`` still running."""
+        self._children = list(children)
+        for sig in self._SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def record_only(self) -> None:
+        """The children have ended: from now on a signal is only recorded."""
+        self._children = []
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received.add(signum)
+        for child in self._children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+
 def _wait_all(
-    children: Sequence[subprocess.Popen[bytes]], progress: PartsProgress | None = None
+    children: Sequence[subprocess.Popen[bytes]],
+    relay: _Relay,
+    progress: PartsProgress | None = None,
 ) -> list[int]:
-    """Wait for every child, passing each SIGINT/SIGTERM on to those still running, and
-    redrawing ``progress`` four times a second when there is one.
+    """Wait for every child, ``relay`` passing each SIGINT/SIGTERM/SIGHUP on to those still
+    running, and redrawing ``progress`` four times a second when there is one.
 
     The first signal makes the children stop gracefully (report flushed, exit 130); a
     second one cancels their in-flight requests, as it would for a single process.
     """
-
-    received: set[int] = set()
-
-    def forward(signum: int, frame: object) -> None:
-        received.add(signum)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    # SIGHUP too: the children run in sessions of their own, so a terminal that hangs up
-    # reaches only the parent, which must not die before merging their reports.
-    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, forward) for sig in watched}
+    relay.pass_on(children)
     try:
         if progress is not None:
             while any(child.poll() is None for child in children):
@@ -141,12 +193,12 @@ def _wait_all(
             progress.update()
             progress.close()
         codes = [child.wait() for child in children]
-        # A child that died of a signal passed on from the operator (a quick second Ctrl-C
-        # can end one before its handler runs) was interrupted as asked, not broken: 130.
-        return [130 if code < 0 and -code in received else code for code in codes]
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        relay.record_only()
+    # A child that died of a signal passed on from the operator was interrupted as asked,
+    # not broken: 130. Once running, a child is never killed by one (see _SignalGate in
+    # smh_async._commands); a Ctrl-C while it starts, before its handlers, can end it so.
+    return [130 if code < 0 and -code in relay.received else code for code in codes]
 
 
 def run_processes(
@@ -163,21 +215,35 @@ def run_processes(
     ``append``: the run resumes into its own report, so the earlier rows are kept and the
     children's rows are merged after them (last row per space wins). ``terminal``: show one
     live line there for the whole run (``argv`` then tells the children to draw none).
+    The parts an earlier run left beside the report have been dealt with before
+    (:func:`smh_async._leftovers.settle_leftovers`): none is there to be overwritten.
     """
+    with _Relay() as relay:  # until the summary is out, a signal cannot kill the parent
+        return _run_and_merge(
+            argv, count, report, relay, append=append, summary_json=summary_json, terminal=terminal
+        )
+
+
+def _run_and_merge(
+    argv: Sequence[str],
+    count: int,
+    report: str | None,
+    relay: _Relay,
+    *,
+    append: bool,
+    summary_json: str | None,
+    terminal: TextIO | None,
+) -> int:
+    """:func:`run_processes` with its signals in ``relay``'s hands."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="smh-async-parts-") as scratch:
+    with _Scratch() as scratch:
         target = Path(report) if report else None
         # Parts beside the report (same file system), unless it is /dev/stdout or the like.
-        beside = target is not None and is_regular_or_missing(target)
-        base = target.resolve().parent if target and beside else Path(scratch)
+        base = (parts_home(target) if target else None) or scratch.path
         name = target.name if target else "report.jsonl"
         parts = [base / f"{name}.part{i}of{count}" for i in range(count)]
-        # Leftovers of an earlier run killed before its merge must not be merged (or counted)
-        # now, should a child of this run fail before writing its own.
-        for leftover in (*parts, *map(totals_path, parts), *map(release_path, parts)):
-            leftover.unlink(missing_ok=True)
         children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
-        codes = _wait_all(children, PartsProgress(parts, terminal) if terminal else None)
+        codes = _wait_all(children, relay, PartsProgress(parts, terminal) if terminal else None)
         present = [p for p in parts if p.exists()]
         if not present and set(codes) == {2}:
             # Every child refused the run before any request (each said why, as one process
@@ -211,6 +277,7 @@ def run_processes(
         except OSError as exc:  # a full disk: the parts hold every row, so they stay
             merge_failed = f"cannot write {target}: {exc.strerror or exc}"
             summary = summarize_reports(present)
+            scratch.keep = base == scratch.path
         else:
             for part in present:
                 part.unlink()
@@ -231,8 +298,29 @@ def run_processes(
         result["report_parts"] = [str(p) for p in (*earlier, *present)]
     _print_summary(result)
     if summary_json:
-        write_summary_json(summary_json, result)
+        try:
+            write_summary_json(summary_json, result)
+        except OSError as exc:  # checked at the start; the disk may have filled since
+            # As one process says it: the run's own exit code stands (it was a traceback).
+            say(f"smh-async: error: cannot write the summary {summary_json}: {exc}")
     return code
+
+
+class _Scratch:
+    """The directory for the parts of a run whose report is not a regular file
+    (``/dev/stdout``): removed at the end, unless the merge failed and the parts in it are
+    the only copy of the run's rows (the summary names them)."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="smh-async-parts-"))
+        self.keep = False
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self.keep:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _read_totals(parts: Sequence[Path]) -> list[dict[str, Any] | None]:
@@ -413,10 +501,13 @@ def _print_summary(result: dict[str, Any]) -> None:
         lines.append(ACCEPTED_NOTE)
     if result.get("report_failed"):
         parts = " ".join(result["report_parts"])
-        lines.append(
+        line = (
             f"REPORT FAILED: {result['report_failed']}. Every row is kept in {parts}: "
             f"'smh-async report {parts} --output {result['report']}' merges them once there is room"
         )
+        if parts_home(Path(result["report"])) is not None:  # the parts are beside it
+            line += " (then remove the .part files), or the next run resuming into it does"
+        lines.append(line)
     for shard in result.get("broken_processes") or ():
         lines.append(
             f"PROCESS FAILED: shard {shard}; the spaces it had not finished are in no report "

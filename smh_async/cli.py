@@ -102,6 +102,7 @@ def _loop_options(args: argparse.Namespace) -> dict[str, bool]:
 
 def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
+    from smh_async._leftovers import settle_leftovers
     from smh_async._multiproc import count_to_purge, drop_option, run_processes
 
     if not 1 < args.processes <= 256:
@@ -117,6 +118,11 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         )
     check_files(args)
     _loop_options(args)  # before spawning: each child would fail the same way
+    append = bool(args.resume and args.report and same_file(args.resume, args.report))
+    # Before counting for --max-spaces: the rows an earlier run left unmerged count as done.
+    merged = settle_leftovers(args.report, append=append)
+    if merged:
+        print(merged, flush=True)
     if args.max_spaces is not None:
         # Checked once here: a limit per child would let N children purge N times as many.
         if args.all_spaces:
@@ -133,7 +139,6 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
             )
             return EXIT_ABORTED
         argv = drop_option(argv, "--max-spaces")
-    append = bool(args.resume and args.report and same_file(args.resume, args.report))
     tty = shows_status_line(args)
     if tty:  # the parent draws the one live line; children log warnings unless told otherwise
         argv = [*argv, "--no-progress", *([] if args.log_level else ["--log-level", "warning"])]

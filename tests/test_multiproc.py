@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import pty
 import re
+import shutil
 import signal
 import sys
 from collections import Counter
@@ -225,16 +227,14 @@ async def test_merge_from_totals_equals_merge_by_reading(
     assert _children_totals(parts) is None
 
 
-async def test_leftovers_of_a_killed_run_are_not_merged(
+async def test_a_stale_totals_file_without_its_part_is_not_counted(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:
-    """Part and totals files left by an earlier parent killed before its merge are removed
+    """A totals file an earlier run left without its part (it holds no row) is removed
     before the children start: a child that then fails early adds nothing stale."""
     ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
     report = tmp_path / "r.jsonl"
-    stale_part = tmp_path / "r.jsonl.part1of2"
-    stale_part.write_text('{"space_id": "ghost", "outcome": "accepted", "attempts": 1}\n')
-    totals_path(stale_part).write_text(
+    totals_path(tmp_path / "r.jsonl.part1of2").write_text(
         '{"total": 1, "accepted": 1, "failed": 0, "skipped": 0, "dry_run": 0, "by_error_code": {}}'
     )
     # Both children fail before sending anything (their settings are invalid: exit 2).
@@ -243,7 +243,159 @@ async def test_leftovers_of_a_killed_run_are_not_merged(
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == b""  # each child said why; no summary of a run that never ran
-    assert list(tmp_path.iterdir()) == []  # stale parts gone, no report made
+    assert list(tmp_path.iterdir()) == []  # stale totals gone, no report made
+
+
+async def _leave_parts(server: FakeServer, ids: list[str], tmp_path: Path) -> list[Path]:
+    """Run --processes 2 into ``tmp_path/r.jsonl`` with its merge made to fail (a directory
+    sits where it writes, as a full disk would): the parts are left with every row."""
+    (tmp_path / "r.jsonl.partial").mkdir()
+    proc = await purge(server, *ids, "--report", str(tmp_path / "r.jsonl"), "--processes", "2")
+    assert proc.returncode == 3 and b"REPORT FAILED" in proc.stdout, proc.stdout
+    assert b"(then remove the .part files), or the next run resuming into it does" in proc.stdout
+    parts = sorted(tmp_path.glob("r.jsonl.part*of2"))
+    assert len(parts) == 2
+    return parts
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_leftover_parts_are_merged_by_a_resume_and_refused_otherwise(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, processes: str
+) -> None:
+    """Parts a run left unmerged (REPORT FAILED, or a killed parent) are never thrown away
+    (the next run deleted them and purged every space again): a run that does not resume
+    into the report is refused (exit 2, nothing sent) naming them and the merge command; a
+    resume whose merge still fails is refused too; a resume that can merge them says so and
+    sends no DELETE for a space accepted there."""
+    ids = fake.add_spaces(LIBRARY, count=60, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    parts = await _leave_parts(server, ids, tmp_path)
+    kept = [p.read_bytes() for p in parts]
+    fresh = await purge(server, *ids, "--report", str(report), "--processes", processes)
+    assert fresh.returncode == 2, fresh.stderr
+    line = fresh.stderr.decode()
+    assert all(str(p) in line for p in parts) and "nothing was sent" in line
+    merge = re.search(r"'smh-async report (\S+) (\S+) --output (\S+)'", line)
+    assert merge is not None and sorted(merge.groups()) == sorted(map(str, [*parts, report]))
+    resume = ["--resume", str(report), "--report", str(report), "--processes", processes]
+    still_full = await purge(server, *ids, *resume)
+    assert still_full.returncode == 2 and b"they are kept" in still_full.stderr
+    assert [p.read_bytes() for p in parts] == kept and Counter(deletes(fake)) == Counter(ids)
+    (tmp_path / "r.jsonl.partial").rmdir()
+    proc = await purge(server, *ids, *resume)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"merged into {report} the report parts".encode())
+    assert Counter(deletes(fake)) == Counter(ids)  # none purged twice
+    assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+
+
+async def test_a_part_still_being_written_refuses_the_run(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A leftover part that a live process still holds (an orphaned child still stopping,
+    or another run into the same report) is neither merged nor removed: exit 2, nothing
+    sent, the file as it was."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    part = tmp_path / "r.jsonl.part0of2"
+    part.write_text(json.dumps({"space_id": ids[0], "outcome": "accepted"}) + "\n")
+    with part.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = await purge(
+            server, *ids, "--resume", str(report), "--report", str(report), "--processes", "2"
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert f"{part} is still being written by another smh-async process".encode() in proc.stderr
+    assert fake.requests == [] and part.exists() and not report.exists()
+
+
+def _held(path: Path) -> bool:
+    """True while some process holds ``path`` locked (as a running child holds its part)."""
+    with path.open("rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
+
+
+async def test_children_of_a_killed_parent_stop_and_a_resume_merges_their_parts(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SIGKILL to the --processes parent: its children notice within about a second and stop
+    as on SIGTERM (purge.parent_gone), leaving parts with one row per space; they went on
+    purging every space unsupervised. The next resume into the report merges the parts and
+    sends no second DELETE to any space (it deleted them and purged every space again)."""
+    ids = fake.add_spaces(LIBRARY, count=600, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join(ids) + "\n")
+    report = tmp_path / "r.jsonl"
+    args = ["--spaces-file", str(spaces), "--report", str(report), "--resume", str(report)]
+    args += ["--concurrency", "2", "--processes", "2"]
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args]
+    parts = [tmp_path / f"r.jsonl.part{i}of2" for i in range(2)]
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as err:  # the children's too: a file, no pipe to fill
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            while len(deletes(fake)) < 20:
+                await anyio.sleep(0.02)
+            assert all(map(_held, parts))  # each child holds its part while it runs
+            process.kill()
+            await process.wait()
+    with anyio.fail_after(10):
+        while any(map(_held, parts)):  # until both children have ended
+            await anyio.sleep(0.05)
+    gone = [e for e in map(json.loads, log.read_bytes().splitlines()) if "parent_gone" in str(e)]
+    assert sorted(e["shard"] for e in gone) == ["0/2", "1/2"]
+    assert {e["event"] for e in gone} == {"purge.parent_gone"}
+    first = Counter(r["space_id"] for p in parts for r in read_report(p))
+    assert first == Counter(ids)  # one row per space: accepted, or NotStarted
+    assert len(deletes(fake)) < len(ids)
+    proc = await purge(server, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"merged into {report} the report parts".encode())
+    assert Counter(deletes(fake)) == Counter(ids)
+    assert summarize_reports([report]).by_outcome == {"accepted": len(ids)}
+
+
+async def test_a_child_whose_parent_is_already_gone_sends_nothing(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A --processes child that finds its parent gone before its first request (the pid in
+    SMH_ASYNC_PARENT_PID is not its parent) stops at once: no DELETE, every space reported
+    not started, exit 130, purge.parent_gone logged."""
+    ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl.part0of1"
+    not_parent = str(os.getpid() + 1)  # its parent is this process
+    proc = await purge(server, *ids, "--report", str(report), SMH_ASYNC_PARENT_PID=not_parent)
+    assert proc.returncode == 130, proc.stderr
+    assert deletes(fake) == []
+    assert {(r["outcome"], r["error_code"]) for r in read_report(report)} == {
+        ("skipped", "NotStarted")
+    }
+    assert b'"purge.parent_gone"' in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_failed_merge_into_a_device_keeps_the_parts(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--report on a device that cannot be written (/dev/full): the parts, in a scratch
+    directory, are kept and named with the merge command (the directory was removed, with
+    every row, while the summary said they were kept)."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+    proc = await purge(server, *ids, "--report", "/dev/full", "--processes", "2")
+    assert proc.returncode == 3, proc.stderr
+    named = re.search(rb"Every row is kept in (\S+) (\S+):", proc.stdout)
+    assert named is not None, proc.stdout
+    assert b"resuming into it" not in proc.stdout  # a resume does not look in scratch
+    parts = [Path(p.decode()) for p in named.groups()]
+    try:
+        assert sorted(r["space_id"] for p in parts for r in read_report(p)) == sorted(ids)
+    finally:
+        shutil.rmtree(parts[0].parent, ignore_errors=True)
 
 
 async def test_max_spaces_holds_for_the_whole_multi_process_run(

@@ -275,6 +275,25 @@ async def test_a_summary_on_a_full_disk_is_named_and_the_exit_code_kept(
     assert len(report.read_text().splitlines()) == 3
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_processes_summary_on_a_full_disk_is_named_and_the_exit_code_kept(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--processes with a --summary-json that cannot be written: one error line naming it,
+    the summary on stdout and the run's exit code, as one process does (the parent ended in
+    a traceback, exit 1)."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    proc = await purge(
+        server, *ids, "--report", str(report), "--summary-json", "/dev/full", "--processes", "2"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert b"smh-async: error: cannot write the summary /dev/full: [Errno 28]" in proc.stderr
+    assert b"spaces: 20  accepted: 20" in proc.stdout
+    assert sorted(r["space_id"] for r in read_report(report)) == sorted(ids)
+
+
 @pytest.mark.parametrize("value", ["0", "nan", "inf"])
 async def test_max_duration_must_be_positive(server: FakeServer, value: str) -> None:
     """--max-duration 0, nan or inf is a usage error, exit 2 (nan used to end in a traceback)."""
@@ -475,6 +494,123 @@ async def test_second_sigint_cancels_in_flight_and_still_reports(
     rows = list(read_report(report))
     assert [r["error_code"] for r in rows].count("Interrupted") == 4
     assert b"INTERRUPTED" in stdout and b"Interrupted=4" in stdout
+
+
+async def _stop_then_signal_while_finishing(
+    server: FakeServer, fake: FakeSMH, tmp_path: Path, *extra: str
+) -> tuple[int, bytes, str]:
+    """SIGTERM a purge mid-run; once its summary is out (the run is finishing: its
+    --summary-json is a FIFO nobody reads yet, so it waits there), send SIGTERM, SIGINT and
+    SIGHUP; then read the FIFO. Returns the exit status, stdout and the summary JSON."""
+    ids = fake.add_spaces(LIBRARY, count=200, items_per_space=1, item_size=10)
+    fake.latency = 0.05
+    fifo = tmp_path / "summary.fifo"
+    os.mkfifo(fifo)
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *ids]
+    cmd += ["--report", str(tmp_path / "r.jsonl"), "--concurrency", "4"]
+    cmd += ["--summary-json", str(fifo), *extra]
+    with (tmp_path / "stderr.log").open("wb") as err:
+        async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
+            while len(deletes(fake)) < 10:
+                await anyio.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            assert process.stdout is not None
+            stdout = b""
+            with anyio.fail_after(20):
+                while b"INTERRUPTED" not in stdout:
+                    stdout += await process.stdout.receive()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(ProcessLookupError):  # killed by the one before
+                    process.send_signal(sig)
+                await anyio.sleep(0.2)  # one at a time: pending signals of a kind merge
+            summary = await _read_fifo(fifo, process)
+            stdout += b"".join([chunk async for chunk in process.stdout])
+            return await process.wait(), stdout, summary
+
+
+async def _read_fifo(fifo: Path, writer: anyio.abc.Process) -> str:
+    """What ``writer`` writes into ``fifo``, or "" if it ends without writing (a blocking
+    open would wait for it for ever, in a thread no timeout can stop)."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    data = b""
+    try:
+        with anyio.fail_after(20):
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:  # the writer has it open, nothing written yet
+                    chunk = None
+                if chunk:
+                    data += chunk
+                elif chunk == b"" and (data or writer.returncode is not None):
+                    return data.decode()  # the writer closed it, or is gone
+                else:
+                    await anyio.sleep(0.02)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+async def test_signals_while_a_stopped_run_finishes_do_not_kill_it(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, event_loop: str
+) -> None:
+    """SIGTERM, SIGINT and SIGHUP after a graceful stop, while the summary is being written,
+    are recorded (purge.signal_ignored), not fatal: exit 130 with the summary and
+    --summary-json complete (a second SIGTERM then killed it: exit 143, often without them)."""
+    code, stdout, summary = await _stop_then_signal_while_finishing(
+        server, fake, tmp_path, "--event-loop", event_loop
+    )
+    assert code == 130, stdout
+    assert b"INTERRUPTED" in stdout
+    written = json.loads(summary)
+    assert (written["exit_code"], written["interrupted"]) == (130, True)
+    log = (tmp_path / "stderr.log").read_bytes().splitlines()
+    ignored = [json.loads(line) for line in log if b'"purge.signal_ignored"' in line]
+    assert [e["signals"] for e in ignored] == [["SIGTERM", "SIGINT", "SIGHUP"]]
+
+
+async def test_signals_while_the_processes_parent_merges_do_not_kill_it(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--processes: signals that reach the parent once its children have ended (it merges
+    and writes the summary) do not kill it: exit 130 with the merged report and
+    --summary-json (its handlers were restored first, and the default action killed it)."""
+    code, stdout, summary = await _stop_then_signal_while_finishing(
+        server, fake, tmp_path, "--processes", "2"
+    )
+    assert code == 130, stdout
+    assert b"processes: 2" in stdout
+    assert json.loads(summary)["exit_code"] == 130
+    rows = list(read_report(tmp_path / "r.jsonl"))
+    assert len(rows) == len({r["space_id"] for r in rows}) == 200
+
+
+async def test_purge_in_a_host_gives_its_signal_handlers_back(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """main() run inside a host program: once a purge returns, the host's own SIGINT,
+    SIGTERM and SIGHUP handlers are in place again (they were left at the default action,
+    so a later SIGTERM killed the host), with one process and with --processes."""
+    ids = fake.add_spaces(LIBRARY, count=5, items_per_space=1, item_size=10)
+    host = (
+        "import signal, sys\n"
+        "from smh_async.cli import main\n"
+        "def mine(signum, frame):\n"
+        "    print('host got', signal.Signals(signum).name)\n"
+        "watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)\n"
+        "for sig in watched:\n"
+        "    signal.signal(sig, mine)\n"
+        "for extra in ([], ['--processes', '2']):\n"
+        "    code = main(['purge', *sys.argv[1:], *extra])\n"
+        "    assert all(signal.getsignal(sig) is mine for sig in watched), extra\n"
+        "    signal.raise_signal(signal.SIGTERM)\n"
+        "    print('exit', code)\n"
+    )
+    proc = await anyio.run_process(
+        [sys.executable, "-c", host, *ids, "--log-format", "json"], env=_env(server), check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(b"host got SIGTERM\nexit 0\n") == 2
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])

@@ -725,14 +725,17 @@ async def test_an_output_that_is_a_symlink_stays_a_symlink(
     assert link.is_symlink() and json.loads(real.read_text())["accepted"] == 1
 
 
-def _pids_with_args(*needle: str) -> list[int]:
-    """Processes whose command line contains ``needle`` as consecutive arguments."""
+def _pids_with_args(*needle: str, parent: int) -> list[int]:
+    """Children of ``parent`` whose command line contains ``needle`` as consecutive
+    arguments (only this test's: other runs on the machine may have the same arguments)."""
     want = "\0".join(needle).encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if want in (entry / "cmdline").read_bytes():
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == parent and want in (entry / "cmdline").read_bytes():
                     found.append(int(entry.name))
     return found
 
@@ -755,8 +758,9 @@ async def test_a_killed_process_is_named_in_the_parent_summary(
         async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
             while not part.exists() or len(part.read_bytes().splitlines()) < 5:
                 await anyio.sleep(0.02)
-            for pid in _pids_with_args("--shard", "1/2"):
-                os.kill(pid, signal.SIGKILL)
+            shard1 = _pids_with_args("--shard", "1/2", parent=process.pid)
+            assert len(shard1) == 1
+            os.kill(shard1[0], signal.SIGKILL)
             assert process.stdout is not None
             stdout = b"".join([chunk async for chunk in process.stdout])
             assert await process.wait() == 1

@@ -139,6 +139,13 @@ class _Reports:
                     stack.enter_context(writer)
                 except OSError as exc:
                     raise UsageError(f"{role}: cannot write {writer.path}: {exc}") from None
+                if writer.sealed_torn_line:
+                    structlog.get_logger("smh_async.cli").warning(
+                        "report.torn_line_ended",
+                        path=str(writer.path),
+                        why="its last line was cut off (a run killed mid-write, a full disk);"
+                        " it stays as an unreadable line and this run's rows start below it",
+                    )
 
     def failed(self, exc: BaseException) -> ReportWriter | None:
         """The writer whose failed write raised ``exc``, if one did."""

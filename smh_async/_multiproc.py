@@ -31,7 +31,9 @@ from smh_async._console import ACCEPTED_NOTE, ALREADY_DONE, PartsProgress, check
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
+    copy_lines,
     copy_reports,
+    ends_mid_line,
     is_regular_or_missing,
     release_destination,
     release_path,
@@ -358,9 +360,14 @@ def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: 
     destination = None
     if target is not None and found:
         destination = release_destination(target)
-        with destination.open("a" if append else "w", encoding="utf-8") as out:
+        # A torn last line (of the earlier file or of a killed child's) ends where it is:
+        # the next row must not be glued onto it.
+        torn = append and ends_mid_line(destination)
+        with destination.open("ab" if append else "wb") as out:
+            if torn:
+                out.write(b"\n")
             for path in found:
-                out.write(path.read_text(encoding="utf-8"))
+                copy_lines(path, out)
     for path in found:
         path.unlink()
     return str(destination) if destination else None

@@ -99,6 +99,7 @@ class ReportWriter:
         self._file: IO[str] | None = None
         self._append = append
         self.rows = 0
+        self.sealed_torn_line = False
         # The first write that failed (a full disk, a lost mount): raised to the caller then,
         # and the reason close() does not raise the same thing again.
         self.error: OSError | None = None
@@ -107,9 +108,24 @@ class ReportWriter:
         return f"ReportWriter({str(self.path)!r}, rows={self.rows})"
 
     def open(self) -> ReportWriter:
-        """Open (or create) the report file."""
+        """Open (or create) the report file.
+
+        Appending to a file whose last row was torn (a run killed mid-write, a full disk)
+        first ends that line: the next row would otherwise be glued onto the fragment and
+        both lost to every reader. The fragment stays, a line of its own that readers count
+        as unreadable (``sealed_torn_line`` says this happened).
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sealed_torn_line = self._append and ends_mid_line(self.path)
         self._file = self.path.open("a" if self._append else "w", encoding="utf-8")
+        if self.sealed_torn_line:
+            try:
+                self._file.write("\n")
+                self._file.flush()
+            except OSError as exc:
+                self.error = exc
+                self.close()
+                raise
         return self
 
     def __enter__(self) -> ReportWriter:
@@ -307,8 +323,39 @@ def copy_reports(paths: Sequence[StrPath], output: StrPath) -> None:
     """Concatenate complete reports byte for byte into ``output`` (replaced when done)."""
     with _replacing(output, "wb") as out:
         for path in paths:
-            with Path(path).open("rb") as source:
-                shutil.copyfileobj(source, out)
+            copy_lines(path, out)
+
+
+def copy_lines(path: StrPath, out: IO[bytes]) -> None:
+    """Append the bytes of ``path`` to ``out``, ending them with a newline when its last line
+    was torn (a process killed mid-write), so the next file's first row is not glued onto
+    the fragment."""
+    with Path(path).open("rb") as source:
+        shutil.copyfileobj(source, out)
+        if _last_byte(source) not in (b"", b"\n"):
+            out.write(b"\n")
+
+
+def ends_mid_line(path: StrPath) -> bool:
+    """True when ``path`` is a non-empty regular file whose last byte is not a newline: its
+    last line was torn, and whatever is appended must start on a line of its own. A
+    missing file, a device or a pipe (never read: a FIFO would block) is False."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with Path(path).open("rb") as f:
+            return _last_byte(f) not in (b"", b"\n")
+    except FileNotFoundError:
+        return False
+
+
+def _last_byte(f: IO[bytes]) -> bytes:
+    """The last byte of the seekable file ``f`` (b"" when it is empty)."""
+    size = f.seek(0, os.SEEK_END)
+    if not size:
+        return b""
+    f.seek(size - 1)
+    return f.read(1)
 
 
 def write_summary_json(path: StrPath, summary: dict[str, Any]) -> None:

@@ -182,7 +182,8 @@ def print_summary(
 
 
 def print_report_summary(summary: ReportSummary) -> None:
-    """``smh-async report`` output: final state per space across the given reports."""
+    """``smh-async report`` output: final state per space across the given reports, then
+    one line in capitals for each reason the reports do not show a finished purge."""
     lines = [
         f"files: {summary.files}  rows: {summary.rows}  spaces: {summary.spaces}",
         "outcomes: " + (_codes(summary.by_outcome) or "none"),
@@ -191,12 +192,46 @@ def print_report_summary(summary: ReportSummary) -> None:
         lines.append(f"failures by code: {_codes(summary.by_error_code)}")
     if summary.release:
         lines.append(f"release: {_codes(summary.release)}")
+    lines.extend(_unreadable_lines(summary))
     if summary.not_started:
         lines.append(
             f"NOT STARTED: {summary.not_started} spaces (the run stopped first; a --resume of "
             "the run with this report purges them)"
         )
     print("\n".join(lines), flush=True)
+
+
+def _unreadable_lines(summary: ReportSummary) -> list[str]:
+    """What could not be read: a problem (exit 1) unless a later row of its space wins."""
+    lines = []
+    if summary.unreadable:
+        kinds = {"corrupt": summary.corrupt, "torn": len(summary.torn)}
+        lines.append(
+            f"UNREADABLE: {_lines(summary.unreadable)} (first at {summary.first_unreadable}):"
+            f" {_codes({k: n for k, n in kinds.items() if n})}; the spaces they held have no"
+            " known final state"
+        )
+    for path in summary.torn:
+        lines.append(
+            f"TORN: the last line of {path} is cut off: the run writing it was killed "
+            "mid-write (or its disk filled); a --resume of that run into this report "
+            "finishes it"
+        )
+    if summary.superseded:
+        lines.append(
+            f"unreadable but superseded: {_lines(summary.superseded)} of spaces with a later "
+            "row, which wins (what a resume leaves of a row that was cut off)"
+        )
+    if summary.release_unreadable:
+        lines.append(
+            f"release rows unreadable: {_lines(summary.release_unreadable)}; the release "
+            "counts may be short"
+        )
+    return lines
+
+
+def _lines(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
 
 
 def _codes(counts: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 from array import array
@@ -19,11 +20,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 from smh_async._dedupe import FingerprintSet, fingerprint
+from smh_async._errors import SMHConfigError
 from smh_async._models import OUTCOME_TEXT, Outcome, PurgeOutcome
 
 __all__ = [
@@ -188,20 +191,61 @@ def release_destination(report: StrPath) -> Path:
 
 
 def read_report(path: StrPath) -> Iterator[dict[str, Any]]:
-    """Rows of a report; a torn last line (crash mid-write) is skipped, not fatal."""
+    """Rows of a report; lines that cannot be read (a torn last line after a crash
+    mid-write, corruption) are skipped, not fatal. A UTF-8 byte-order mark is dropped; a
+    UTF-16 or UTF-32 file raises :class:`SMHConfigError` (its rows would all be skipped)."""
     return (row for _, row in _lines(path))
 
 
 def _lines(path: StrPath) -> Iterator[tuple[bytes, dict[str, Any]]]:
-    """``(raw line, row)`` for every readable row; torn or foreign lines are skipped."""
+    """``(raw line, row)`` for every readable row (see :func:`_entries`)."""
+    return ((raw, row) for _, raw, row in _entries(path) if row is not None)
+
+
+def _entries(path: StrPath) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
+    """``(line number, raw line, row)`` for every line that is not blank; ``row`` is None
+    when the line is not a JSON object with a string ``space_id`` (torn, corrupt, foreign).
+    """
     with Path(path).open("rb") as f:
-        for raw in f:
-            try:
-                row = json.loads(raw.decode("utf-8", "replace"))
-            except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-                continue
-            if isinstance(row, dict) and isinstance(row.get("space_id"), str):
-                yield raw, row
+        for number, raw in enumerate(f, 1):
+            if number == 1:
+                raw = _first_line(path, raw)
+            if raw.strip():
+                yield number, raw, _row(raw)
+
+
+def _row(raw: bytes) -> dict[str, Any] | None:
+    try:
+        row = json.loads(raw.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("space_id"), str) else None
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+# UTF-16 LE/BE and UTF-32 BE (UTF-32 LE starts like UTF-16 LE), as smh_async._targets
+# refuses them in a spaces file (not imported from there: it would load anyio for `report`).
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\0\0\xfe\xff")
+
+
+def _first_line(path: StrPath, line: bytes) -> bytes:
+    """A report's first line without a UTF-8 byte-order mark (Windows tools add one; the
+    row behind it was unreadable, so a resume purged that space again and ``report`` did
+    not count it). A UTF-16/32 report (PowerShell's ``>``) is refused: read as UTF-8 it has
+    no readable row at all, and reads as an empty report."""
+    if line.startswith(_WIDE_BOMS) or _wide_without_mark(line):
+        raise SMHConfigError(
+            f"{path}: the report is UTF-16 or UTF-32, not UTF-8: convert it first "
+            f"(iconv -f UTF-16 -t UTF-8, or in PowerShell: Out-File -Encoding utf8)"
+        )
+    return line.removeprefix(_UTF8_BOM)
+
+
+def _wide_without_mark(line: bytes) -> bool:
+    """NUL in every other byte: UTF-16/32 text without a byte-order mark. (A line of NUL
+    bytes only, which a crash can leave in a file, is damage, not an encoding.)"""
+    sample = line[:64]
+    return len(sample) >= 4 and any(sample) and not (any(sample[::2]) and any(sample[1::2]))
 
 
 def resume_set(paths: Iterable[StrPath]) -> FingerprintSet:
@@ -218,7 +262,8 @@ def resume_set(paths: Iterable[StrPath]) -> FingerprintSet:
 
 @dataclass
 class ReportSummary:
-    """The final state of every space across one or more reports (last row wins)."""
+    """The final state of every space across one or more reports (last row wins), and what
+    could not be read."""
 
     files: int = 0
     rows: int = 0
@@ -226,6 +271,15 @@ class ReportSummary:
     by_outcome: Counter[str] = field(default_factory=Counter)
     by_error_code: Counter[str] = field(default_factory=Counter)
     release: Counter[str] = field(default_factory=Counter)
+    # Report lines that could not be read and may have held a space's final row.
+    unreadable: int = 0
+    first_unreadable: str | None = None  # "r.jsonl line 17"
+    torn: list[str] = field(default_factory=list)  # files whose last line is cut off
+    # Unreadable lines of a space that has a later readable row (which wins anyway): the
+    # fragment a resume left of a row that was cut off and then finished.
+    superseded: int = 0
+    # Unreadable lines of the release files (the release state never sets the exit code).
+    release_unreadable: int = 0
 
     @property
     def failed(self) -> int:
@@ -237,25 +291,68 @@ class ReportSummary:
         """Spaces whose final row is ``skipped``: a run stopped before starting them."""
         return self.by_outcome.get(Outcome.SKIPPED.value, 0)
 
+    @property
+    def corrupt(self) -> int:
+        """Unreadable lines other than a file's torn last line."""
+        return self.unreadable - len(self.torn)
+
+    @property
+    def complete(self) -> bool:
+        """True when every space's final row says it was purged (or dry-run) and nothing
+        was unreadable: what ``smh-async report`` exits 0 for."""
+        return not (self.failed or self.not_started or self.unreadable)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One file being summarized: a report, or a release file (rows of ``--wait-release``)."""
+
+    path: Path
+    release: bool
+
+    def where(self, line: int) -> str:
+        return f"{self.path} line {line}"
+
+
+def _sources(paths: Sequence[StrPath]) -> list[_Source]:
+    """The given files, then the release files beside them that exist."""
+    files = [Path(p) for p in paths]
+    siblings = {release_path(p) for p in files}
+    releases = [r for p in files if (r := release_path(p)).is_file() and r not in files]
+    return [_Source(p, p in siblings) for p in files] + [_Source(r, True) for r in releases]
+
 
 def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -> ReportSummary:
     """Merge reports (last row per space wins); optionally write the final rows to ``output``.
 
     Sibling release files (:func:`release_path`) are folded in when present. Missing files
-    raise ``FileNotFoundError``. Memory stays small for millions of rows: an 8-byte key per
-    row, one bit per row and the compact id set, never the rows themselves; final rows are
-    written in their original order.
+    raise ``FileNotFoundError``, a UTF-16/32 one :class:`SMHConfigError`. Lines that cannot
+    be read are counted (:class:`ReportSummary`): one of a space whose later row can be read
+    only as ``superseded``. Memory stays small for millions of rows: an 8-byte key per
+    line, one byte per line and the compact key set, never the rows themselves; final rows
+    are written in their original order.
     """
-    files = [Path(p) for p in paths]
-    files += [r for p in files if (r := release_path(p)).is_file() and r not in files]
-    summary = ReportSummary(files=len(files))
-    keys = array("Q", (fingerprint(_final_key(row)) for path in files for row in read_report(path)))
-    summary.rows = len(keys)
-    final = _last_occurrences(keys)
+    sources = _sources(paths)
+    summary = ReportSummary(files=len(sources))
+    counts = [0] * len(sources)  # lines per file in the first pass: a file may grow since
+    keys = array("Q")
+    for i, source in enumerate(sources):
+        for number, raw, row in _entries(source.path):
+            keys.append(fingerprint(_line_key(source, number, raw, row)))
+            counts[i] += 1
+    final, _ = _last_occurrences(keys)
     with ExitStack() as stack:
         out = stack.enter_context(_replacing(output, "w")) if output else None
-        rows = (row for path in files for row in read_report(path))
-        for is_final, row in zip(final, rows, strict=False):  # later appends: ignored
+        entries = (
+            (source, entry)
+            for source, count in zip(sources, counts, strict=True)
+            for entry in islice(_entries(source.path), count)
+        )
+        for is_final, (source, (number, raw, row)) in zip(final, entries, strict=False):
+            if row is None:
+                _count_unreadable(summary, source, number, raw, superseded=not is_final)
+                continue
+            summary.rows += 1
             if is_final:
                 _count_final(summary, row, out)
     return summary
@@ -265,18 +362,21 @@ def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None)
     """:func:`summarize_reports` for reports known to hold *disjoint* spaces, one row each
     (the shard parts of one run): the same summary in one pass, without the last-row index.
 
-    Rows are copied byte for byte to ``output`` one file after another; a torn line (a
-    process killed mid-write) is dropped, never glued to the next file's first row.
-    Sibling release files are counted, as :func:`summarize_reports` does, but not copied.
+    Rows are copied byte for byte to ``output`` one file after another; a line that cannot
+    be read (a process killed mid-write) is counted and dropped, never glued to the next
+    file's first row. Sibling release files are counted, as :func:`summarize_reports` does,
+    but not copied.
     """
-    files = [Path(p) for p in paths]
-    releases = [r for p in files if (r := release_path(p)).is_file() and r not in files]
-    summary = ReportSummary(files=len(files) + len(releases))
+    sources = _sources(paths)
+    summary = ReportSummary(files=len(sources))
     with ExitStack() as stack:
         out = stack.enter_context(_replacing(output, "wb")) if output else None
-        for path in files + releases:
-            copy = out if path not in releases else None
-            for raw, row in _lines(path):
+        for source in sources:
+            copy = out if not source.release else None
+            for number, raw, row in _entries(source.path):
+                if row is None:
+                    _count_unreadable(summary, source, number, raw, superseded=False)
+                    continue
                 summary.rows += 1
                 _count_final(summary, row, None)
                 if copy is not None:
@@ -369,13 +469,47 @@ def _final_key(row: dict[str, Any]) -> str:
     return ("release:" if "release" in row else "report:") + str(row["space_id"])
 
 
-def _last_occurrences(keys: array[int]) -> bytearray:
-    """1 where a row is the last one with its key, scanning from the end."""
+# A cut-off row still names its space: every row smh-async writes starts with it.
+_FRAGMENT = re.compile(rb'\s*\{\s*"space_id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def _line_key(source: _Source, number: int, raw: bytes, row: dict[str, Any] | None) -> str:
+    """What the last-row-wins index files a line under: a readable row under its space, a
+    cut-off row under the space it names (so a later row of that space supersedes it), any
+    other unreadable line under a key of its own (nothing supersedes it)."""
+    if row is None:
+        named = _FRAGMENT.match(raw)
+        try:
+            space_id = json.loads(named.group(1).decode("utf-8", "replace")) if named else None
+        except ValueError:
+            space_id = None
+        if not isinstance(space_id, str) or source.release:
+            return f"unreadable:{source.path}:{number}"
+        row = {"space_id": space_id}
+    return _final_key(row)
+
+
+def _last_occurrences(keys: array[int]) -> tuple[bytearray, FingerprintSet]:
+    """1 where a line is the last one with its key, scanning from the end; and every key."""
     seen = FingerprintSet(capacity=max(1024, len(keys) // 2))
     final = bytearray(len(keys))
     for i in range(len(keys) - 1, -1, -1):
         final[i] = seen.add_fingerprint(keys[i])
-    return final
+    return final, seen
+
+
+def _count_unreadable(
+    summary: ReportSummary, source: _Source, number: int, raw: bytes, *, superseded: bool
+) -> None:
+    if source.release:
+        summary.release_unreadable += 1
+    elif superseded:
+        summary.superseded += 1
+    else:
+        summary.unreadable += 1
+        summary.first_unreadable = summary.first_unreadable or source.where(number)
+        if not raw.endswith(b"\n"):  # only the last line of a file can lack its newline
+            summary.torn.append(str(source.path))
 
 
 def _count_final(summary: ReportSummary, row: dict[str, Any], out: IO[str] | None) -> None:

@@ -222,7 +222,7 @@ def _report_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot merge the reports: {exc}") from None
     print_report_summary(summary)
-    return EXIT_FAILED if summary.failed or summary.not_started else EXIT_OK
+    return EXIT_OK if summary.complete else EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 import anyio
 import pytest
 
-from smh_async import read_report
+from smh_async import read_report, summarize_reports
 from smh_async._multiproc import _merge_release_files
 from smh_async._report import ReportWriter, copy_reports, release_path
 from smh_async.testing import FakeServer, FakeSMH
@@ -44,7 +45,7 @@ def lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines()
 
 
-def write_rows(path: Path, *rows: dict[str, object], tail: bytes = b"") -> Path:
+def write_rows(path: Path, *rows: Mapping[str, object], tail: bytes = b"") -> Path:
     """A report of ``rows`` (one JSON object a line), then ``tail`` bytes as they are."""
     path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in rows) + tail)
     return path
@@ -115,3 +116,114 @@ def test_merging_torn_parts_and_release_files_glues_no_rows(tmp_path: Path) -> N
     assert [r["space_id"] for r in read_report(earlier)] == ["z", "a1", "b1"]
     assert len(lines(earlier)) == 5
     assert not any(release_path(p).exists() for p in parts)
+
+
+# ---------------------------------------------------------------- R2: unreadable lines
+
+
+ROWS = (
+    {"space_id": "s1", "outcome": "accepted"},
+    {"space_id": "s2", "outcome": "accepted"},
+)
+
+
+@pytest.mark.anyio
+async def test_report_counts_unreadable_lines_and_exits_1(tmp_path: Path) -> None:
+    """A corrupt line mid-file, a foreign JSON line and a torn last line are counted and
+    located, the torn one named as a killed run's that a resume finishes: exit 1 (it was 0,
+    and the lines vanished silently)."""
+    report = tmp_path / "r.jsonl"
+    report.write_bytes(
+        json.dumps(ROWS[0]).encode()
+        + b"\n\x00\x00garbage\n\n[1, 2]\n"
+        + json.dumps(ROWS[1]).encode()
+        + b'\n{"space_id": "s3", "outcome": "fa'
+    )
+    proc = await cli("report", str(report))
+    assert proc.returncode == 1, proc.stdout
+    out = proc.stdout.decode()
+    assert "outcomes: accepted=2" in out
+    assert f"UNREADABLE: 3 lines (first at {report} line 2): corrupt=2, torn=1" in out
+    assert f"TORN: the last line of {report} is cut off" in out and "--resume" in out
+
+
+@pytest.mark.anyio
+async def test_a_cut_row_finished_by_a_later_row_is_not_a_problem(tmp_path: Path) -> None:
+    """What a resume leaves of a cut-off row (a fragment naming its space, then a later row
+    of that space) is reported as superseded and does not fail `report`; a fragment whose
+    space has no later row, or too short to name one, does."""
+    report = write_rows(tmp_path / "r.jsonl", ROWS[0], tail=b'{"space_id": "s2", "outc\n')
+    with report.open("a") as f:
+        f.write(json.dumps(ROWS[1]) + "\n")
+    proc = await cli("report", str(report))
+    assert proc.returncode == 0, proc.stdout
+    assert b"unreadable but superseded: 1 line" in proc.stdout
+    assert b"UNREADABLE" not in proc.stdout
+    for fragment in (b'{"space_id": "s9", "outc\n', b'{"spa\n'):
+        write_rows(report, ROWS[0], tail=fragment + json.dumps(ROWS[1]).encode() + b"\n")
+        proc = await cli("report", str(report))
+        assert proc.returncode == 1 and b"UNREADABLE: 1 line" in proc.stdout, proc.stdout
+
+
+@pytest.mark.anyio
+async def test_a_utf8_byte_order_mark_hides_no_row(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A UTF-8 byte-order mark before the first row (a Windows editor) is dropped: `report`
+    counts that row (a failure: exit 1; it read as 1 accepted space and exit 0), and a
+    resume counts it as done (no second DELETE; it purged that space again)."""
+    ids = fake.add_spaces(LIBRARY, count=3, items_per_space=1, item_size=10)
+    failed = {"space_id": "s0", "outcome": "failed", "error_code": "InternalServerError"}
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(failed).encode() + b"\n")
+    write_rows(bom.with_name("x"), {"space_id": ids[0], "outcome": "accepted"})
+    proc = await cli("report", str(bom), str(bom.with_name("x")))
+    assert proc.returncode == 1 and b"failed=1" in proc.stdout, proc.stdout
+    done = tmp_path / "done.jsonl"
+    done.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"space_id": ids[0], "outcome": "accepted"}).encode() + b"\n"
+    )
+    proc = await cli("purge", *ids, "--resume", str(done), "--report", str(done), server=server)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r.space_id or "" for r in fake.requests if r.route == "empty_bin") == ids[1:]
+
+
+WIDE = {
+    "utf-16": lambda text: text.encode("utf-16"),  # with its byte-order mark
+    "utf-16-le": lambda text: text.encode("utf-16-le"),  # without one
+    "utf-16-be": lambda text: text.encode("utf-16-be"),
+    "utf-32": lambda text: text.encode("utf-32"),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("encoding", sorted(WIDE))
+async def test_a_utf16_or_utf32_report_is_refused(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, encoding: str
+) -> None:
+    """A report saved as UTF-16/32 (PowerShell's `>`), with or without a byte-order mark:
+    `report` and `purge --resume` exit 2 saying how to convert it, nothing sent (`report`
+    read no row: "spaces: 0", exit 0; a resume purged everything again)."""
+    ids = fake.add_spaces(LIBRARY, count=2, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    report.write_bytes(WIDE[encoding]("".join(json.dumps(r) + "\r\n" for r in ROWS)))
+    proc = await cli("report", str(report))
+    assert proc.returncode == 2 and proc.stdout == b"", proc.stdout
+    assert f"{report}: the report is UTF-16 or UTF-32".encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr
+    proc = await cli("purge", *ids, "--resume", str(report), "--report", str(report), server=server)
+    assert proc.returncode == 2 and b"the report is UTF-16 or UTF-32" in proc.stderr
+    assert fake.requests == []
+
+
+def test_a_line_of_nul_bytes_is_damage_not_an_encoding(tmp_path: Path) -> None:
+    """NUL bytes a crash can leave in a file (a whole first line of them) are an unreadable
+    line, not a reason to refuse the file as UTF-16."""
+    report = tmp_path / "r.jsonl"
+    report.write_bytes(b"\0" * 300 + b"\n" + json.dumps(ROWS[0]).encode() + b"\n")
+    summary = summarize_reports([report])
+    assert (summary.spaces, summary.unreadable, summary.first_unreadable) == (
+        1,
+        1,
+        f"{report} line 1",
+    )

@@ -198,6 +198,17 @@ def print_report_summary(summary: ReportSummary) -> None:
             f"NOT STARTED: {summary.not_started} spaces (the run stopped first; a --resume of "
             "the run with this report purges them)"
         )
+    if summary.dry_run_ignored:
+        lines.append(
+            f"dry_run rows ignored: {summary.dry_run_ignored} (their spaces have real "
+            "outcomes, which a dry run never replaces)"
+        )
+    if summary.dry_run_only:
+        lines.append(
+            f"DRY RUN ONLY: {summary.dry_run_only} spaces have only dry_run rows beside real "
+            "outcomes: a dry run wrote into this purge's report and they were never purged "
+            "(a --resume without --dry-run purges them)"
+        )
     print("\n".join(lines), flush=True)
 
 

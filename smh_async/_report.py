@@ -280,6 +280,8 @@ class ReportSummary:
     superseded: int = 0
     # Unreadable lines of the release files (the release state never sets the exit code).
     release_unreadable: int = 0
+    # Final dry_run rows of spaces that have a real outcome, which a dry run never replaces.
+    dry_run_ignored: int = 0
 
     @property
     def failed(self) -> int:
@@ -292,6 +294,15 @@ class ReportSummary:
         return self.by_outcome.get(Outcome.SKIPPED.value, 0)
 
     @property
+    def dry_run_only(self) -> int:
+        """Spaces whose only rows are ``dry_run`` in reports that hold real outcomes too: a
+        dry run was written into a purge's report, and these spaces were never purged."""
+        real = (Outcome.ACCEPTED.value, Outcome.FAILED.value, Outcome.SKIPPED.value)
+        if not any(self.by_outcome.get(outcome) for outcome in real):
+            return 0
+        return self.by_outcome.get(Outcome.DRY_RUN.value, 0)
+
+    @property
     def corrupt(self) -> int:
         """Unreadable lines other than a file's torn last line."""
         return self.unreadable - len(self.torn)
@@ -300,7 +311,7 @@ class ReportSummary:
     def complete(self) -> bool:
         """True when every space's final row says it was purged (or dry-run) and nothing
         was unreadable: what ``smh-async report`` exits 0 for."""
-        return not (self.failed or self.not_started or self.unreadable)
+        return not (self.failed or self.not_started or self.unreadable or self.dry_run_only)
 
 
 @dataclass(frozen=True)
@@ -340,7 +351,7 @@ def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -
         for number, raw, row in _entries(source.path):
             keys.append(fingerprint(_line_key(source, number, raw, row)))
             counts[i] += 1
-    final, _ = _last_occurrences(keys)
+    final, seen = _last_occurrences(keys)
     with ExitStack() as stack:
         out = stack.enter_context(_replacing(output, "w")) if output else None
         entries = (
@@ -353,7 +364,9 @@ def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -
                 _count_unreadable(summary, source, number, raw, superseded=not is_final)
                 continue
             summary.rows += 1
-            if is_final:
+            if is_final and _masked_dry_run(row, seen):
+                summary.dry_run_ignored += 1
+            elif is_final:
                 _count_final(summary, row, out)
     return summary
 
@@ -465,12 +478,24 @@ def write_summary_json(path: StrPath, summary: dict[str, Any]) -> None:
 
 
 def _final_key(row: dict[str, Any]) -> str:
-    """Report rows and release rows of a space are merged separately."""
-    return ("release:" if "release" in row else "report:") + str(row["space_id"])
+    """Report rows, dry-run rows and release rows of a space are merged separately: a dry
+    run resumed into a purge's report must not replace its outcomes (a ``failed`` or
+    ``NotStarted`` row replaced by ``dry_run`` read as a finished purge)."""
+    if "release" in row:
+        return f"release:{row['space_id']}"
+    if row.get("outcome") == Outcome.DRY_RUN.value:
+        return f"dry_run:{row['space_id']}"
+    return f"report:{row['space_id']}"
+
+
+def _masked_dry_run(row: dict[str, Any], keys: FingerprintSet) -> bool:
+    """A ``dry_run`` row of a space that has a real row too (before or after it)."""
+    return row.get("outcome") == Outcome.DRY_RUN.value and f"report:{row['space_id']}" in keys
 
 
 # A cut-off row still names its space: every row smh-async writes starts with it.
 _FRAGMENT = re.compile(rb'\s*\{\s*"space_id"\s*:\s*("(?:[^"\\]|\\.)*")')
+_DRY_RUN = re.compile(rb'"outcome"\s*:\s*"dry_run"')
 
 
 def _line_key(source: _Source, number: int, raw: bytes, row: dict[str, Any] | None) -> str:
@@ -485,7 +510,7 @@ def _line_key(source: _Source, number: int, raw: bytes, row: dict[str, Any] | No
             space_id = None
         if not isinstance(space_id, str) or source.release:
             return f"unreadable:{source.path}:{number}"
-        row = {"space_id": space_id}
+        row = {"space_id": space_id, "outcome": "dry_run" if _DRY_RUN.search(raw) else None}
     return _final_key(row)
 
 

@@ -227,3 +227,55 @@ def test_a_line_of_nul_bytes_is_damage_not_an_encoding(tmp_path: Path) -> None:
         1,
         f"{report} line 1",
     )
+
+
+# ---------------------------------------------------------------- R5: dry run into a report
+
+
+@pytest.mark.anyio
+async def test_a_dry_run_resumed_into_a_purge_report_replaces_no_outcome(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """SMH_REPORT and SMH_RESUME name one file (a nightly env file); a purge stopped by
+    --max-spaces, then a --dry-run: its dry_run rows do not replace the NotStarted rows, so
+    `report` still exits 1, and `--output` keeps the real rows (it exited 0 for a purge
+    that had sent 10 of 30 DELETEs)."""
+    ids = fake.add_spaces(LIBRARY, count=30, items_per_space=1, item_size=10)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    report, merged = tmp_path / "r.jsonl", tmp_path / "m.jsonl"
+    env = {"SMH_REPORT": str(report), "SMH_RESUME": str(report)}
+    stopped = await cli(
+        "purge", "--spaces-file", str(ids_file), "--max-spaces", "10", server=server, **env
+    )
+    assert stopped.returncode == 3, stopped.stderr
+    dry = await cli("purge", "--spaces-file", str(ids_file), "--dry-run", server=server, **env)
+    assert dry.returncode == 0, dry.stderr
+    assert Counter(r["outcome"] for r in read_report(report))["dry_run"] == 20
+    proc = await cli("report", str(report), "--output", str(merged))
+    assert proc.returncode == 1, proc.stdout
+    assert b"outcomes: accepted=10, skipped=20" in proc.stdout
+    assert b"NOT STARTED: 20 spaces" in proc.stdout
+    assert b"dry_run rows ignored: 20" in proc.stdout
+    assert Counter(r["outcome"] for r in read_report(merged)) == {"accepted": 10, "skipped": 20}
+    later = await cli("purge", "--spaces-file", str(ids_file), server=server, **env)
+    assert later.returncode == 0, later.stderr
+    proc = await cli("report", str(report))
+    assert proc.returncode == 0 and b"outcomes: accepted=30" in proc.stdout, proc.stdout
+
+
+@pytest.mark.anyio
+async def test_spaces_with_only_dry_run_rows_in_a_purge_report_fail_report(tmp_path: Path) -> None:
+    """A purge killed before writing rows for every space, then a dry run into its report:
+    the spaces with only dry_run rows were never purged (`DRY RUN ONLY`, exit 1; it exited
+    0); a dry run's own report, with no real outcome, still exits 0."""
+    purged = [{"space_id": f"a{i}", "outcome": "accepted"} for i in range(3)]
+    dry = [{"space_id": f"a{i}", "outcome": "dry_run"} for i in range(5)]
+    report = write_rows(tmp_path / "r.jsonl", *purged, *dry)
+    proc = await cli("report", str(report))
+    assert proc.returncode == 1, proc.stdout
+    assert b"outcomes: accepted=3, dry_run=2" in proc.stdout
+    assert b"DRY RUN ONLY: 2 spaces" in proc.stdout
+    only_dry = write_rows(tmp_path / "d.jsonl", *dry)
+    proc = await cli("report", str(only_dry))
+    assert proc.returncode == 0 and b"DRY RUN" not in proc.stdout, proc.stdout

@@ -192,6 +192,11 @@ def print_report_summary(summary: ReportSummary) -> None:
         lines.append(f"failures by code: {_codes(summary.by_error_code)}")
     if summary.release:
         lines.append(f"release: {_codes(summary.release)}")
+    if summary.release_ignored:
+        lines.append(
+            f"release rows ignored: {summary.release_ignored} (their spaces have no row in "
+            "these reports: a release file left by an earlier run)"
+        )
     lines.extend(_unreadable_lines(summary))
     if summary.not_started:
         lines.append(

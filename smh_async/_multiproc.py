@@ -34,6 +34,7 @@ from smh_async._report import (
     copy_lines,
     copy_reports,
     ends_mid_line,
+    forget_release_rows,
     is_regular_or_missing,
     release_destination,
     release_path,
@@ -358,6 +359,8 @@ def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: 
     where they went (None if there were none)."""
     found = [r for p in parts if (r := release_path(p)).is_file()]
     destination = None
+    if target is not None and parts and not append:  # a fresh report: fresh release rows
+        forget_release_rows(target)
     if target is not None and found:
         destination = release_destination(target)
         # A torn last line (of the earlier file or of a killed child's) ends where it is:

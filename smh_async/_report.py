@@ -34,6 +34,7 @@ __all__ = [
     "ReportWriter",
     "concatenate_reports",
     "copy_reports",
+    "forget_release_rows",
     "read_report",
     "release_path",
     "resume_set",
@@ -100,7 +101,7 @@ class ReportWriter:
     def __init__(self, path: StrPath, *, append: bool = False) -> None:
         self.path = Path(path)
         self._file: IO[str] | None = None
-        self._append = append
+        self.append = append
         self.rows = 0
         self.sealed_torn_line = False
         # The first write that failed (a full disk, a lost mount): raised to the caller then,
@@ -119,8 +120,8 @@ class ReportWriter:
         as unreadable (``sealed_torn_line`` says this happened).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.sealed_torn_line = self._append and ends_mid_line(self.path)
-        self._file = self.path.open("a" if self._append else "w", encoding="utf-8")
+        self.sealed_torn_line = self.append and ends_mid_line(self.path)
+        self._file = self.path.open("a" if self.append else "w", encoding="utf-8")
         if self.sealed_torn_line:
             try:
                 self._file.write("\n")
@@ -188,6 +189,16 @@ def release_destination(report: StrPath) -> Path:
     the report itself when that is a device or pipe (``/dev/stdout``: no file in ``/dev``);
     ``report`` tells the two kinds of row apart either way."""
     return release_path(report) if is_regular_or_missing(report) else Path(report)
+
+
+def forget_release_rows(report: StrPath) -> None:
+    """Remove the release file beside ``report`` when a run starts ``report`` afresh: its
+    rows are an earlier run's, and ``smh-async report`` would count them as this run's (a
+    run without ``--wait-release`` writes none to replace them). Nothing is removed beside
+    a device or pipe (``/dev/stdout``: its release rows go into the report itself)."""
+    sibling = release_path(report)
+    if is_regular_or_missing(report) and (sibling.is_file() or sibling.is_symlink()):
+        sibling.unlink()
 
 
 def read_report(path: StrPath) -> Iterator[dict[str, Any]]:
@@ -282,6 +293,8 @@ class ReportSummary:
     release_unreadable: int = 0
     # Final dry_run rows of spaces that have a real outcome, which a dry run never replaces.
     dry_run_ignored: int = 0
+    # Release rows of spaces without a report row (a release file of an earlier run).
+    release_ignored: int = 0
 
     @property
     def failed(self) -> int:
@@ -336,7 +349,9 @@ def _sources(paths: Sequence[StrPath]) -> list[_Source]:
 def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -> ReportSummary:
     """Merge reports (last row per space wins); optionally write the final rows to ``output``.
 
-    Sibling release files (:func:`release_path`) are folded in when present. Missing files
+    Sibling release files (:func:`release_path`) are folded in when present, counting only
+    the release rows of spaces the reports have a row for: a release file left beside the
+    report by an earlier run (older versions did not remove it) is not this run's. Missing files
     raise ``FileNotFoundError``, a UTF-16/32 one :class:`SMHConfigError`. Lines that cannot
     be read are counted (:class:`ReportSummary`): one of a space whose later row can be read
     only as ``superseded``. Memory stays small for millions of rows: an 8-byte key per
@@ -364,9 +379,13 @@ def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -
                 _count_unreadable(summary, source, number, raw, superseded=not is_final)
                 continue
             summary.rows += 1
-            if is_final and _masked_dry_run(row, seen):
+            if not is_final:
+                continue
+            if _masked_dry_run(row, seen):
                 summary.dry_run_ignored += 1
-            elif is_final:
+            elif "release" in row and f"report:{row['space_id']}" not in seen:
+                summary.release_ignored += 1  # a release file left by an earlier run
+            else:
                 _count_final(summary, row, out)
     return summary
 

@@ -279,3 +279,56 @@ async def test_spaces_with_only_dry_run_rows_in_a_purge_report_fail_report(tmp_p
     only_dry = write_rows(tmp_path / "d.jsonl", *dry)
     proc = await cli("report", str(only_dry))
     assert proc.returncode == 0 and b"DRY RUN" not in proc.stdout, proc.stdout
+
+
+# ---------------------------------------------------------------- R6: stale release rows
+
+
+@pytest.mark.anyio
+async def test_a_new_report_does_not_inherit_the_old_release_rows(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A run with --wait-release, then a new run into the same --report without it: the
+    old .release.jsonl is removed, so `report` counts no release of 60 spaces for a report
+    of 40 (it said "spaces: 40 … release: released=60"); a resume into the report keeps it."""
+    ids = fake.add_spaces(LIBRARY, count=100, items_per_space=1, item_size=10)
+    fake.release_delay = 0.1
+    report = tmp_path / "r.jsonl"
+    first = await cli(
+        "purge", *ids[:60], "--wait-release", "5", "--report", str(report), server=server
+    )
+    assert first.returncode == 0 and b"released: 60" in first.stdout, first.stdout
+    again = ["--report", str(report), "--resume", str(report)]
+    resumed = await cli("purge", *ids[:60], *again, server=server)
+    assert resumed.returncode == 0 and release_path(report).is_file()
+    second = await cli("purge", *ids[60:], "--report", str(report), server=server)
+    assert second.returncode == 0, second.stderr
+    assert not release_path(report).exists()
+    proc = await cli("report", str(report))
+    assert proc.returncode == 0 and b"spaces: 40" in proc.stdout and b"release" not in proc.stdout
+
+
+def test_release_rows_of_spaces_not_in_the_reports_are_not_counted(tmp_path: Path) -> None:
+    """A release file beside a report whose spaces are not in it (left by an older version,
+    or copied) is not counted as this report's: `release_ignored` says how many rows."""
+    report = write_rows(tmp_path / "r.jsonl", *ROWS)
+    write_rows(
+        release_path(report),
+        *({"space_id": f"old{i}", "release": "released"} for i in range(5)),
+        {"space_id": "s1", "release": "release_pending"},
+    )
+    summary = summarize_reports([report])
+    assert summary.release == {"release_pending": 1} and summary.release_ignored == 5
+
+
+def test_a_processes_run_into_a_fresh_report_removes_the_old_release_rows(tmp_path: Path) -> None:
+    """The --processes parent merging children that wrote no release rows into a fresh
+    report removes the release file beside it; when no child wrote a part (the report is
+    left as it was), or when it appends to the report, the file stays."""
+    target = write_rows(tmp_path / "r.jsonl", *ROWS)
+    stale = write_rows(release_path(target), {"space_id": "s1", "release": "released"})
+    part = write_rows(tmp_path / "r.jsonl.part0of1", *ROWS)
+    assert _merge_release_files([], target, append=False) is None and stale.exists()
+    assert _merge_release_files([part], target, append=True) is None and stale.exists()
+    assert _merge_release_files([part], target, append=False) is None
+    assert not stale.exists()

@@ -203,6 +203,12 @@ def print_report_summary(summary: ReportSummary) -> None:
             f"NOT STARTED: {summary.not_started} spaces (the run stopped first; a --resume of "
             "the run with this report purges them)"
         )
+    if summary.unknown_outcome:
+        lines.append(
+            f"UNKNOWN OUTCOME: {sum(summary.unknown_outcome.values())} spaces "
+            f"({_codes(summary.unknown_outcome)}): not rows smh-async writes, so their state "
+            "is unknown"
+        )
     if summary.dry_run_ignored:
         lines.append(
             f"dry_run rows ignored: {summary.dry_run_ignored} (their spaces have real "

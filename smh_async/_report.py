@@ -295,6 +295,8 @@ class ReportSummary:
     dry_run_ignored: int = 0
     # Release rows of spaces without a report row (a release file of an earlier run).
     release_ignored: int = 0
+    # Final rows without an outcome smh-async writes, by that outcome ("(none)": missing).
+    unknown_outcome: Counter[str] = field(default_factory=Counter)
 
     @property
     def failed(self) -> int:
@@ -324,7 +326,13 @@ class ReportSummary:
     def complete(self) -> bool:
         """True when every space's final row says it was purged (or dry-run) and nothing
         was unreadable: what ``smh-async report`` exits 0 for."""
-        return not (self.failed or self.not_started or self.unreadable or self.dry_run_only)
+        return not (
+            self.failed
+            or self.not_started
+            or self.unreadable
+            or self.dry_run_only
+            or self.unknown_outcome
+        )
 
 
 @dataclass(frozen=True)
@@ -346,48 +354,83 @@ def _sources(paths: Sequence[StrPath]) -> list[_Source]:
     return [_Source(p, p in siblings) for p in files] + [_Source(r, True) for r in releases]
 
 
-def summarize_reports(paths: Sequence[StrPath], output: StrPath | None = None) -> ReportSummary:
-    """Merge reports (last row per space wins); optionally write the final rows to ``output``.
+def summarize_reports(
+    paths: Sequence[StrPath], output: StrPath | None = None, *, release_output: bool = False
+) -> ReportSummary:
+    """Merge reports (last row per space wins); optionally write the final rows to ``output``
+    and, with ``release_output``, the final release rows beside it (:func:`release_path`;
+    a release file left there is removed when there are none).
 
     Sibling release files (:func:`release_path`) are folded in when present, counting only
     the release rows of spaces the reports have a row for: a release file left beside the
-    report by an earlier run (older versions did not remove it) is not this run's. Missing files
-    raise ``FileNotFoundError``, a UTF-16/32 one :class:`SMHConfigError`. Lines that cannot
-    be read are counted (:class:`ReportSummary`): one of a space whose later row can be read
-    only as ``superseded``. Memory stays small for millions of rows: an 8-byte key per
-    line, one byte per line and the compact key set, never the rows themselves; final rows
-    are written in their original order.
+    report by an earlier run (older versions did not remove it) is not this run's. Missing
+    files raise ``FileNotFoundError``, a UTF-16/32 one :class:`SMHConfigError`. Lines that
+    cannot be read are counted (:class:`ReportSummary`): one of a space whose later row can
+    be read only as ``superseded``. Memory stays small for millions of rows: an 8-byte key
+    per line, one byte per line and the compact key set, never the rows themselves; final
+    rows are written in their original order.
     """
     sources = _sources(paths)
     summary = ReportSummary(files=len(sources))
-    counts = [0] * len(sources)  # lines per file in the first pass: a file may grow since
-    keys = array("Q")
-    for i, source in enumerate(sources):
-        for number, raw, row in _entries(source.path):
-            keys.append(fingerprint(_line_key(source, number, raw, row)))
-            counts[i] += 1
+    keys, counts = _index(sources)
     final, seen = _last_occurrences(keys)
     with ExitStack() as stack:
         out = stack.enter_context(_replacing(output, "w")) if output else None
+        release_out = out
+        if output and release_output and is_regular_or_missing(output):
+            release_out = stack.enter_context(_replacing(release_path(output), "w"))
+        merge = _Merge(summary, seen, out, release_out if release_output else None)
         entries = (
             (source, entry)
             for source, count in zip(sources, counts, strict=True)
             for entry in islice(_entries(source.path), count)
         )
-        for is_final, (source, (number, raw, row)) in zip(final, entries, strict=False):
-            if row is None:
-                _count_unreadable(summary, source, number, raw, superseded=not is_final)
-                continue
-            summary.rows += 1
-            if not is_final:
-                continue
-            if _masked_dry_run(row, seen):
-                summary.dry_run_ignored += 1
-            elif "release" in row and f"report:{row['space_id']}" not in seen:
-                summary.release_ignored += 1  # a release file left by an earlier run
-            else:
-                _count_final(summary, row, out)
+        for is_final, (source, entry) in zip(final, entries, strict=False):
+            merge.add(source, *entry, final=bool(is_final))
+    if output and release_output and not summary.release:
+        forget_release_rows(output)  # the empty one just written, or an earlier run's
     return summary
+
+
+def _index(sources: Sequence[_Source]) -> tuple[array[int], list[int]]:
+    """The first pass: every line's key (:func:`_line_key`), and how many lines each file
+    had (it may grow before the second pass, which reads no further)."""
+    counts = [0] * len(sources)
+    keys = array("Q")
+    for i, source in enumerate(sources):
+        for number, raw, row in _entries(source.path):
+            keys.append(fingerprint(_line_key(source, number, raw, row)))
+            counts[i] += 1
+    return keys, counts
+
+
+@dataclass
+class _Merge:
+    """The second pass: counts each line into ``summary``, writes the final rows."""
+
+    summary: ReportSummary
+    keys: FingerprintSet  # every key of the first pass
+    out: IO[str] | None
+    release_out: IO[str] | None
+
+    def add(
+        self, source: _Source, number: int, raw: bytes, row: dict[str, Any] | None, *, final: bool
+    ) -> None:
+        summary = self.summary
+        if row is None:
+            _count_unreadable(summary, source, number, raw, superseded=not final)
+            return
+        summary.rows += 1
+        if not final:
+            return
+        if _masked_dry_run(row, self.keys):
+            summary.dry_run_ignored += 1
+        elif "release" not in row:
+            _count_final(summary, row, self.out)
+        elif f"report:{row['space_id']}" not in self.keys:
+            summary.release_ignored += 1  # a release file left by an earlier run
+        else:
+            _count_final(summary, row, self.release_out)
 
 
 def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None) -> ReportSummary:
@@ -556,14 +599,19 @@ def _count_unreadable(
             summary.torn.append(str(source.path))
 
 
+_OUTCOMES = frozenset(OUTCOME_TEXT.values())
+
+
 def _count_final(summary: ReportSummary, row: dict[str, Any], out: IO[str] | None) -> None:
+    if out is not None:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
     if "release" in row:
         summary.release[str(row["release"])] += 1
         return
     summary.spaces += 1
-    outcome = str(row.get("outcome"))
+    outcome = "(none)" if row.get("outcome") is None else str(row["outcome"])
     summary.by_outcome[outcome] += 1
+    if outcome not in _OUTCOMES:  # not a row smh-async writes: the space's state is unknown
+        summary.unknown_outcome[outcome] += 1
     if outcome == Outcome.FAILED.value:
         summary.by_error_code[str(row.get("error_code") or "unknown")] += 1
-    if out is not None:
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")

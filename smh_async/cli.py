@@ -218,7 +218,7 @@ def _report_command(args: argparse.Namespace) -> int:
         raise UsageError(f"no such report: {', '.join(missing)}")
     ensure_parent(args.output, "--output")
     try:
-        summary = summarize_reports(args.paths, output=args.output)
+        summary = summarize_reports(args.paths, output=args.output, release_output=True)
     except OSError as exc:
         raise UsageError(f"cannot merge the reports: {exc}") from None
     print_report_summary(summary)

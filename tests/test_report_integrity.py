@@ -332,3 +332,45 @@ def test_a_processes_run_into_a_fresh_report_removes_the_old_release_rows(tmp_pa
     assert _merge_release_files([part], target, append=True) is None and stale.exists()
     assert _merge_release_files([part], target, append=False) is None
     assert not stale.exists()
+
+
+# ---------------------------------------------------------------- R9: --output, outcomes
+
+
+@pytest.mark.anyio
+async def test_report_output_carries_the_release_rows(tmp_path: Path) -> None:
+    """`report r.jsonl --output m.jsonl` writes the final release rows to m.release.jsonl,
+    so `report m.jsonl` counts the same releases (they were lost); merging reports without
+    release rows removes a release file left beside the output."""
+    report, merged = tmp_path / "r.jsonl", tmp_path / "m.jsonl"
+    write_rows(report, *ROWS, {"space_id": "s2", "outcome": "accepted"})
+    write_rows(
+        release_path(report),
+        {"space_id": "s1", "release": "release_pending"},
+        {"space_id": "s2", "release": "released"},
+        {"space_id": "s1", "release": "released"},
+    )
+    proc = await cli("report", str(report), "--output", str(merged))
+    assert proc.returncode == 0 and b"release: released=2" in proc.stdout, proc.stdout
+    assert [r["space_id"] for r in read_report(release_path(merged))] == ["s2", "s1"]
+    again = await cli("report", str(merged))
+    assert again.returncode == 0 and b"release: released=2" in again.stdout, again.stdout
+    assert b"files: 2  rows: 4  spaces: 2" in again.stdout
+    release_path(report).unlink()
+    proc = await cli("report", str(report), "--output", str(merged))
+    assert proc.returncode == 0 and not release_path(merged).exists()
+
+
+@pytest.mark.anyio
+async def test_rows_without_a_known_outcome_fail_report(tmp_path: Path) -> None:
+    """A row with no `outcome`, or one smh-async never writes, leaves its space's state
+    unknown: `UNKNOWN OUTCOME`, exit 1 (they passed with exit 0 and no word)."""
+    report = write_rows(
+        tmp_path / "r.jsonl",
+        ROWS[0],
+        {"space_id": "a", "status": "ok"},
+        {"space_id": "b", "outcome": "accepted_pending"},
+    )
+    proc = await cli("report", str(report))
+    assert proc.returncode == 1, proc.stdout
+    assert b"UNKNOWN OUTCOME: 2 spaces ((none)=1, accepted_pending=1)" in proc.stdout

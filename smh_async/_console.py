@@ -209,6 +209,7 @@ def print_report_summary(summary: ReportSummary) -> None:
             f"({_codes(summary.unknown_outcome)}): not rows smh-async writes, so their state "
             "is unknown"
         )
+    lines.extend(_missing_lines(summary))
     if summary.dry_run_ignored:
         lines.append(
             f"dry_run rows ignored: {summary.dry_run_ignored} (their spaces have real "
@@ -250,6 +251,28 @@ def _unreadable_lines(summary: ReportSummary) -> list[str]:
             "counts may be short"
         )
     return lines
+
+
+def _missing_lines(summary: ReportSummary) -> list[str]:
+    """With ``--spaces-file``: whether every input space has a row."""
+    if summary.inputs is None:
+        return []
+    if not summary.missing:
+        return [f"input: {summary.inputs} spaces, every one has a row"]
+    first = ", ".join(_shown(space_id) for space_id in summary.missing_examples)
+    more = ", …" if summary.missing > len(summary.missing_examples) else ""
+    return [
+        f"MISSING: {summary.missing} spaces of the input ({summary.inputs}) have no row "
+        f"(first: {first}{more}): a run killed before writing them (an OOM-killed "
+        "--processes child) or a report not given; a --resume of the run with this report "
+        "purges them"
+    ]
+
+
+def _shown(space_id: str) -> str:
+    """An id from a file as it can be shown on a terminal: escaped, at most 80 characters."""
+    text = space_id if space_id.isprintable() else space_id.encode("unicode_escape").decode()
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _lines(count: int) -> str:

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -45,6 +45,7 @@ __all__ = [
 StrPath = str | os.PathLike[str]
 # One encoder for every row: json.dumps() with any option builds a new encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
+MISSING_EXAMPLES = 5  # missing input ids a summary names
 _STRING = json.encoder.encode_basestring  # the escaper _ENCODER itself uses (C, not ASCII-only)
 _FIELDS = frozenset(f.name for f in fields(PurgeOutcome)) - {"extra"}  # a row's own keys
 
@@ -218,19 +219,19 @@ def _entries(path: StrPath) -> Iterator[tuple[int, bytes, dict[str, Any] | None]
     when the line is not a JSON object with a string ``space_id`` (torn, corrupt, foreign).
     """
     with Path(path).open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            if number == 1:
-                raw = _first_line(path, raw)
-            if raw.strip():
-                yield number, raw, _row(raw)
-
-
-def _row(raw: bytes) -> dict[str, Any] | None:
-    try:
-        row = json.loads(raw.decode("utf-8", "replace"))
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        return None
-    return row if isinstance(row, dict) and isinstance(row.get("space_id"), str) else None
+        first = f.readline()
+        lines = chain((_first_line(path, first),), f) if first else f
+        for number, raw in enumerate(lines, 1):  # (inlined: runs for every row)
+            try:
+                row = json.loads(raw.decode("utf-8", "replace"))
+            except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+                if raw.strip():
+                    yield number, raw, None
+                continue
+            if isinstance(row, dict) and isinstance(row.get("space_id"), str):
+                yield number, raw, row
+            else:
+                yield number, raw, None
 
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -297,6 +298,10 @@ class ReportSummary:
     release_ignored: int = 0
     # Final rows without an outcome smh-async writes, by that outcome ("(none)": missing).
     unknown_outcome: Counter[str] = field(default_factory=Counter)
+    # With the run's input ids (``spaces``): how many distinct ones, and those with no row.
+    inputs: int | None = None
+    missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)  # the first few, in order
 
     @property
     def failed(self) -> int:
@@ -332,6 +337,7 @@ class ReportSummary:
             or self.unreadable
             or self.dry_run_only
             or self.unknown_outcome
+            or self.missing
         )
 
 
@@ -355,11 +361,18 @@ def _sources(paths: Sequence[StrPath]) -> list[_Source]:
 
 
 def summarize_reports(
-    paths: Sequence[StrPath], output: StrPath | None = None, *, release_output: bool = False
+    paths: Sequence[StrPath],
+    output: StrPath | None = None,
+    *,
+    release_output: bool = False,
+    spaces: Iterable[str] | None = None,
 ) -> ReportSummary:
     """Merge reports (last row per space wins); optionally write the final rows to ``output``
     and, with ``release_output``, the final release rows beside it (:func:`release_path`;
     a release file left there is removed when there are none).
+
+    ``spaces``: the run's input ids; those without a row in the reports are counted as
+    ``missing`` (a run killed before it wrote them, a shard's report not given).
 
     Sibling release files (:func:`release_path`) are folded in when present, counting only
     the release rows of spaces the reports have a row for: a release file left beside the
@@ -374,6 +387,8 @@ def summarize_reports(
     summary = ReportSummary(files=len(sources))
     keys, counts = _index(sources)
     final, seen = _last_occurrences(keys)
+    if spaces is not None:
+        _count_missing(summary, spaces, seen)
     with ExitStack() as stack:
         out = stack.enter_context(_replacing(output, "w")) if output else None
         release_out = out
@@ -385,11 +400,33 @@ def summarize_reports(
             for source, count in zip(sources, counts, strict=True)
             for entry in islice(_entries(source.path), count)
         )
-        for is_final, (source, entry) in zip(final, entries, strict=False):
-            merge.add(source, *entry, final=bool(is_final))
+        for is_final, (source, (number, raw, row)) in zip(final, entries, strict=False):
+            if row is None:
+                _count_unreadable(summary, source, number, raw, superseded=not is_final)
+            elif is_final:
+                merge.final_row(row)
+            else:
+                summary.rows += 1
     if output and release_output and not summary.release:
         forget_release_rows(output)  # the empty one just written, or an earlier run's
     return summary
+
+
+def _count_missing(summary: ReportSummary, spaces: Iterable[str], keys: FingerprintSet) -> None:
+    """Count the distinct ``spaces`` that have no report row (a dry-run row counts) among
+    ``keys``. Memory: the ids are de-duplicated as ``purge`` does, in a compact set (about
+    11 bytes an id), besides the reports' key set."""
+    given = FingerprintSet()
+    summary.inputs = 0
+    for space_id in spaces:
+        if not given.add(space_id):
+            continue
+        summary.inputs += 1
+        if f"report:{space_id}" in keys or f"dry_run:{space_id}" in keys:
+            continue
+        summary.missing += 1
+        if len(summary.missing_examples) < MISSING_EXAMPLES:
+            summary.missing_examples.append(space_id)
 
 
 def _index(sources: Sequence[_Source]) -> tuple[array[int], list[int]]:
@@ -398,31 +435,28 @@ def _index(sources: Sequence[_Source]) -> tuple[array[int], list[int]]:
     counts = [0] * len(sources)
     keys = array("Q")
     for i, source in enumerate(sources):
-        for number, raw, row in _entries(source.path):
-            keys.append(fingerprint(_line_key(source, number, raw, row)))
-            counts[i] += 1
+        before = len(keys)
+        keys.extend(
+            fingerprint(_final_key(row) if row is not None else _line_key(source, number, raw))
+            for number, raw, row in _entries(source.path)
+        )
+        counts[i] = len(keys) - before
     return keys, counts
 
 
 @dataclass
 class _Merge:
-    """The second pass: counts each line into ``summary``, writes the final rows."""
+    """The second pass's final rows: counted into ``summary`` and written out."""
 
     summary: ReportSummary
     keys: FingerprintSet  # every key of the first pass
     out: IO[str] | None
     release_out: IO[str] | None
 
-    def add(
-        self, source: _Source, number: int, raw: bytes, row: dict[str, Any] | None, *, final: bool
-    ) -> None:
+    def final_row(self, row: dict[str, Any]) -> None:
+        """Count (and write) the last row of its key, unless another row outranks it."""
         summary = self.summary
-        if row is None:
-            _count_unreadable(summary, source, number, raw, superseded=not final)
-            return
         summary.rows += 1
-        if not final:
-            return
         if _masked_dry_run(row, self.keys):
             summary.dry_run_ignored += 1
         elif "release" not in row:
@@ -545,14 +579,14 @@ def _final_key(row: dict[str, Any]) -> str:
     ``NotStarted`` row replaced by ``dry_run`` read as a finished purge)."""
     if "release" in row:
         return f"release:{row['space_id']}"
-    if row.get("outcome") == Outcome.DRY_RUN.value:
+    if row.get("outcome") == _DRY_RUN_TEXT:
         return f"dry_run:{row['space_id']}"
     return f"report:{row['space_id']}"
 
 
 def _masked_dry_run(row: dict[str, Any], keys: FingerprintSet) -> bool:
     """A ``dry_run`` row of a space that has a real row too (before or after it)."""
-    return row.get("outcome") == Outcome.DRY_RUN.value and f"report:{row['space_id']}" in keys
+    return row.get("outcome") == _DRY_RUN_TEXT and f"report:{row['space_id']}" in keys
 
 
 # A cut-off row still names its space: every row smh-async writes starts with it.
@@ -560,20 +594,19 @@ _FRAGMENT = re.compile(rb'\s*\{\s*"space_id"\s*:\s*("(?:[^"\\]|\\.)*")')
 _DRY_RUN = re.compile(rb'"outcome"\s*:\s*"dry_run"')
 
 
-def _line_key(source: _Source, number: int, raw: bytes, row: dict[str, Any] | None) -> str:
-    """What the last-row-wins index files a line under: a readable row under its space, a
-    cut-off row under the space it names (so a later row of that space supersedes it), any
-    other unreadable line under a key of its own (nothing supersedes it)."""
-    if row is None:
-        named = _FRAGMENT.match(raw)
-        try:
-            space_id = json.loads(named.group(1).decode("utf-8", "replace")) if named else None
-        except ValueError:
-            space_id = None
-        if not isinstance(space_id, str) or source.release:
-            return f"unreadable:{source.path}:{number}"
-        row = {"space_id": space_id, "outcome": "dry_run" if _DRY_RUN.search(raw) else None}
-    return _final_key(row)
+def _line_key(source: _Source, number: int, raw: bytes) -> str:
+    """What the last-row-wins index files an unreadable line under: a cut-off row under the
+    space it names (so a later row of that space supersedes it), any other under a key of
+    its own (nothing supersedes it)."""
+    named = _FRAGMENT.match(raw)
+    try:
+        space_id = json.loads(named.group(1).decode("utf-8", "replace")) if named else None
+    except ValueError:
+        space_id = None
+    if not isinstance(space_id, str) or source.release:
+        return f"unreadable:{source.path}:{number}"
+    dry_run = _DRY_RUN.search(raw) is not None
+    return _final_key({"space_id": space_id, "outcome": "dry_run" if dry_run else None})
 
 
 def _last_occurrences(keys: array[int]) -> tuple[bytearray, FingerprintSet]:
@@ -600,6 +633,7 @@ def _count_unreadable(
 
 
 _OUTCOMES = frozenset(OUTCOME_TEXT.values())
+_DRY_RUN_TEXT, _FAILED_TEXT = Outcome.DRY_RUN.value, Outcome.FAILED.value  # (per row: no enum)
 
 
 def _count_final(summary: ReportSummary, row: dict[str, Any], out: IO[str] | None) -> None:
@@ -613,5 +647,5 @@ def _count_final(summary: ReportSummary, row: dict[str, Any], out: IO[str] | Non
     summary.by_outcome[outcome] += 1
     if outcome not in _OUTCOMES:  # not a row smh-async writes: the space's state is unknown
         summary.unknown_outcome[outcome] += 1
-    if outcome == Outcome.FAILED.value:
+    if outcome == _FAILED_TEXT:
         summary.by_error_code[str(row.get("error_code") or "unknown")] += 1

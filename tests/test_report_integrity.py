@@ -374,3 +374,63 @@ async def test_rows_without_a_known_outcome_fail_report(tmp_path: Path) -> None:
     proc = await cli("report", str(report))
     assert proc.returncode == 1, proc.stdout
     assert b"UNKNOWN OUTCOME: 2 spaces ((none)=1, accepted_pending=1)" in proc.stdout
+
+
+# ---------------------------------------------------------------- R7: --spaces-file
+
+
+@pytest.mark.anyio
+async def test_report_spaces_file_finds_the_spaces_a_killed_run_never_reported(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """`report R --spaces-file IDS` reads IDS as purge does (byte-order mark, comments,
+    blanks, duplicates, an invalid id) and names the input spaces without a row: MISSING,
+    exit 1, for a report cut short as by a killed process (it said nothing and exited 0);
+    exit 0 with every row there, from a file or from stdin."""
+    ids = fake.add_spaces(LIBRARY, count=40, items_per_space=1, item_size=10)
+    ids_file = tmp_path / "ids.txt"
+    text = "# tonight\n" + "\n".join([*ids[:20], "", ids[3], "bad/id", *ids[20:]]) + "\n"
+    ids_file.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    report = tmp_path / "r.jsonl"
+    purge = await cli(
+        "purge", "--spaces-file", str(ids_file), "--report", str(report), server=server
+    )
+    assert purge.returncode == 1, purge.stderr  # bad/id failed
+    whole = await cli("report", str(report), "--spaces-file", str(ids_file))
+    assert whole.returncode == 1 and b"input: 41 spaces, every one has a row" in whole.stdout
+    rows = lines(report)
+    kept = [json.loads(r)["space_id"] for r in rows[:25]]
+    report.write_bytes(b"\n".join(rows[:25]) + b"\n")  # the rest never written: killed
+    gone = [s for s in [*ids, "bad/id"] if s not in kept]
+    proc = await cli("report", str(report), "--spaces-file", str(ids_file))
+    assert proc.returncode == 1, proc.stdout
+    assert f"MISSING: {len(gone)} spaces of the input (41) have no row".encode() in proc.stdout
+    first = sorted(gone, key=[*ids[:20], "bad/id", *ids[20:]].index)[:5]
+    assert f"(first: {', '.join(first)}, …)".encode() in proc.stdout
+    ok = write_rows(tmp_path / "ok.jsonl", *({"space_id": s, "outcome": "accepted"} for s in ids))
+    piped = await anyio.run_process(
+        [sys.executable, "-m", "smh_async", "report", str(ok), "--spaces-file", "-"],
+        input="\n".join(ids).encode(),
+        check=False,
+    )
+    assert piped.returncode == 0 and b"input: 40 spaces, every one has a row" in piped.stdout
+
+
+@pytest.mark.anyio
+async def test_report_spaces_file_errors_are_usage_errors(tmp_path: Path) -> None:
+    """A missing or UTF-16 --spaces-file, or one that --output would replace: exit 2 with
+    one line naming the flag, and the output is not written."""
+    report = write_rows(tmp_path / "r.jsonl", *ROWS)
+    utf16 = tmp_path / "ids16.txt"
+    utf16.write_bytes("s1\r\ns2\r\n".encode("utf-16"))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("s1\n")
+    for args in (
+        ["--spaces-file", str(tmp_path / "nope.txt")],
+        ["--spaces-file", str(utf16)],
+        ["--spaces-file", str(ids), "--output", str(ids)],
+    ):
+        proc = await cli("report", str(report), *args)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(b"smh-async: error: --") and b"Traceback" not in proc.stderr
+    assert ids.read_text() == "s1\n"

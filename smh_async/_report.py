@@ -45,7 +45,6 @@ __all__ = [
 StrPath = str | os.PathLike[str]
 # One encoder for every row: json.dumps() with any option builds a new encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
-MISSING_EXAMPLES = 5  # missing input ids a summary names
 _STRING = json.encoder.encode_basestring  # the escaper _ENCODER itself uses (C, not ASCII-only)
 _FIELDS = frozenset(f.name for f in fields(PurgeOutcome)) - {"extra"}  # a row's own keys
 
@@ -270,6 +269,9 @@ def resume_set(paths: Iterable[StrPath]) -> FingerprintSet:
             if row.get("outcome") == Outcome.ACCEPTED.value:
                 done.add(row["space_id"])
     return done
+
+
+MISSING_EXAMPLES = 5  # missing input ids a summary names
 
 
 @dataclass

@@ -83,6 +83,29 @@ async def test_resume_after_a_torn_last_line_loses_no_row(
     assert summary.returncode == 1 and b"InvalidSpaceId=1" in summary.stdout, summary.stdout
 
 
+@pytest.mark.anyio
+async def test_resume_after_a_torn_release_row_loses_no_release_row(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """The same for the --wait-release file beside the report: a resume with --wait-release
+    appends its release rows below a cut-off last release row, each one readable."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    fake.release_delay = 0.1
+    report = tmp_path / "r.jsonl"
+    again = ["--report", str(report), "--resume", str(report), "--wait-release", "5"]
+    first = await cli("purge", *ids[:10], *again, server=server)
+    assert first.returncode == 0, first.stderr
+    release = release_path(report)
+    torn_space = json.loads(lines(release)[-1])["space_id"]  # its report row stays whole
+    with release.open("r+b") as f:
+        f.truncate(release.stat().st_size - 20)
+    resumed = await cli("purge", *ids, *again, server=server)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = Counter(r["space_id"] for r in read_report(release))
+    assert rows == Counter(s for s in ids if s != torn_space) and len(lines(release)) == 20
+    assert b'"report.torn_line_ended"' in resumed.stderr and str(release).encode() in resumed.stderr
+
+
 def test_report_writer_appends_below_a_torn_line_not_onto_it(tmp_path: Path) -> None:
     """ReportWriter(append=True) on a file ending mid-line ends that line first and says so;
     on a complete file, an empty one or a new one it adds nothing."""

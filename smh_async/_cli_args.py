@@ -271,10 +271,20 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
         help="summarise or merge purge reports (last row per space wins)",
         description="Summarise one report or merge several (shards, resumed runs). "
         "Exit 1 if any space's final row is failed, or skipped (not started: the run "
-        "that wrote it stopped early).",
+        "that wrote it stopped early), or has an unknown outcome; if a line cannot be read; "
+        "if spaces have only dry_run rows beside real outcomes; or, with --spaces-file, if "
+        "an input space has no row.",
     )
     report.add_argument("paths", nargs="+", metavar="PATH", help="JSON Lines report files")
-    report.add_argument("--output", help="write the final row of every space here")
+    report.add_argument(
+        "--output", help="write the final row of every space here (release rows beside it)"
+    )
+    report.add_argument(
+        "--spaces-file",
+        metavar="IDS",
+        help="the run's input ids, read as purge reads them ('-' = stdin): exit 1 if any "
+        "has no row",
+    )
 
     spaces = sub.add_parser("spaces", help="list tenant space ids, one per line")
     _connection_flags(spaces)

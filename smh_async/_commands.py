@@ -34,6 +34,7 @@ from smh_async._multiproc import PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
 from smh_async._report import (
     ReportWriter,
+    forget_release_rows,
     release_destination,
     resume_set,
     write_summary_json,
@@ -137,12 +138,37 @@ class _Reports:
             self.release = ReportWriter(release_destination(args.report), append=same)
 
     def open(self, stack: ExitStack) -> None:
+        if self.main is not None and self._starts_afresh(self.main):
+            # A fresh report starts fresh release rows: `report` would fold an earlier run's
+            # into this one's (a run without --wait-release writes none to replace them).
+            try:
+                forget_release_rows(self.main.path)
+            except OSError as exc:
+                raise UsageError(
+                    f"--report: cannot remove the earlier run's release rows beside "
+                    f"{self.main.path}: {exc.strerror or exc}"
+                ) from None
         for writer, role in ((self.main, "--report"), (self.release, "--wait-release report")):
             if writer is not None:
                 try:
                     stack.enter_context(writer)
                 except OSError as exc:
                     raise UsageError(f"{role}: cannot write {writer.path}: {exc}") from None
+                if writer.sealed_torn_line:
+                    structlog.get_logger("smh_async.cli").warning(
+                        "report.torn_line_ended",
+                        path=str(writer.path),
+                        why="its last line was cut off (a run killed mid-write, a full disk);"
+                        " it stays as an unreadable line and this run's rows start below it",
+                    )
+
+    @staticmethod
+    def _starts_afresh(writer: ReportWriter) -> bool:
+        """The run writes a new report: not appending, or appending to nothing yet."""
+        try:
+            return not writer.append or os.stat(writer.path).st_size == 0
+        except FileNotFoundError:
+            return True
 
     def failed(self, exc: BaseException) -> ReportWriter | None:
         """The writer whose failed write raised ``exc``, if one did."""

@@ -182,7 +182,9 @@ def print_summary(
 
 
 def print_report_summary(summary: ReportSummary) -> None:
-    """``smh-async report`` output: final state per space across the given reports."""
+    """``smh-async report`` output: final state per space across the given reports, notes on
+    rows left out, then one line in capitals for each reason the reports do not show a
+    finished purge (each one an exit 1)."""
     lines = [
         f"files: {summary.files}  rows: {summary.rows}  spaces: {summary.spaces}",
         "outcomes: " + (_codes(summary.by_outcome) or "none"),
@@ -191,12 +193,97 @@ def print_report_summary(summary: ReportSummary) -> None:
         lines.append(f"failures by code: {_codes(summary.by_error_code)}")
     if summary.release:
         lines.append(f"release: {_codes(summary.release)}")
-    if summary.not_started:
+    print("\n".join([*lines, *_report_notes(summary), *_report_problems(summary)]), flush=True)
+
+
+def _report_notes(summary: ReportSummary) -> list[str]:
+    """Rows ``report`` left out on purpose, and a complete input: no reason to fail."""
+    s = summary
+    notes = {
+        "unreadable but superseded": (
+            s.superseded,
+            f"{_lines(s.superseded)} of spaces with a later row, which wins (what a resume "
+            "leaves of a row that was cut off)",
+        ),
+        "dry_run rows ignored": (
+            s.dry_run_ignored,
+            f"{s.dry_run_ignored} (their spaces have real outcomes, which a dry run never "
+            "replaces)",
+        ),
+        "release rows ignored": (
+            s.release_ignored,
+            f"{s.release_ignored} (their spaces have no row in these reports: a release file "
+            "left by an earlier run)",
+        ),
+        "release rows unreadable": (
+            s.release_unreadable,
+            f"{_lines(s.release_unreadable)}; the release counts may be short",
+        ),
+        "input": (
+            s.inputs is not None and not s.missing,
+            f"{s.inputs} spaces, every one has a row",
+        ),
+    }
+    return [f"{name}: {text}" for name, (shown, text) in notes.items() if shown]
+
+
+def _report_problems(summary: ReportSummary) -> list[str]:
+    """Why the reports do not show a finished purge, one line each."""
+    s = summary
+    lines = []
+    if s.unreadable:
+        kinds = {k: n for k, n in (("corrupt", s.corrupt), ("torn", len(s.torn))) if n}
         lines.append(
-            f"NOT STARTED: {summary.not_started} spaces (the run stopped first; a --resume of "
+            f"UNREADABLE: {_lines(s.unreadable)} (first at {s.first_unreadable}): "
+            f"{_codes(kinds)}; the spaces they held have no known final state"
+        )
+    lines.extend(
+        f"TORN: the last line of {path} is cut off: the run writing it was killed mid-write "
+        "(or its disk filled); a --resume of that run into this report finishes it"
+        for path in s.torn
+    )
+    if s.not_started:
+        lines.append(
+            f"NOT STARTED: {s.not_started} spaces (the run stopped first; a --resume of "
             "the run with this report purges them)"
         )
-    print("\n".join(lines), flush=True)
+    if s.unknown_outcome:
+        lines.append(
+            f"UNKNOWN OUTCOME: {sum(s.unknown_outcome.values())} spaces "
+            f"({_codes(s.unknown_outcome)}): not rows smh-async writes, so their state is "
+            "unknown"
+        )
+    if s.dry_run_only:
+        lines.append(
+            f"DRY RUN ONLY: {s.dry_run_only} spaces have only dry_run rows beside real "
+            "outcomes: a dry run wrote into this purge's report and they were never purged "
+            "(a --resume without --dry-run purges them)"
+        )
+    if s.missing:
+        lines.append(_missing_line(s))
+    return lines
+
+
+def _missing_line(summary: ReportSummary) -> str:
+    """``report --spaces-file``: how many input spaces have no row, naming the first few."""
+    first = ", ".join(_shown(space_id) for space_id in summary.missing_examples)
+    more = ", …" if summary.missing > len(summary.missing_examples) else ""
+    return (
+        f"MISSING: {summary.missing} spaces of the input ({summary.inputs}) have no row "
+        f"(first: {first}{more}): a run killed before writing them (an OOM-killed "
+        "--processes child) or a report not given; a --resume of the run with this report "
+        "purges them"
+    )
+
+
+def _shown(space_id: str) -> str:
+    """An id from a file as it can be shown on a terminal: escaped, at most 80 characters."""
+    text = space_id if space_id.isprintable() else space_id.encode("unicode_escape").decode()
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _lines(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
 
 
 def _codes(counts: Any) -> str:

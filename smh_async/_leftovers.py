@@ -23,7 +23,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from smh_async._report import is_regular_or_missing, release_destination, summarize_reports
+from smh_async._report import (
+    copy_lines,
+    ends_mid_line,
+    is_regular_or_missing,
+    release_destination,
+    summarize_reports,
+)
 from smh_async.cli import UsageError
 
 __all__ = ["holding_part", "parts_home", "settle_leftovers", "totals_path"]
@@ -111,9 +117,13 @@ def _merge_into(target: Path, found: Sequence[Path]) -> None:
         if parts:
             summarize_reports([target, *parts] if target.exists() else parts, output=target)
         if releases:
-            with release_destination(target).open("a", encoding="utf-8") as out:
+            destination = release_destination(target)
+            torn = ends_mid_line(destination)  # a killed writer's last line stays its own
+            with destination.open("ab") as out:
+                if torn:
+                    out.write(b"\n")
                 for path in releases:
-                    out.write(path.read_text(encoding="utf-8"))
+                    copy_lines(path, out)
     except OSError as exc:  # a disk still full: every file stays as it was
         raise UsageError(
             f"--report {target}: cannot merge into it the report parts an earlier run left "

@@ -41,7 +41,10 @@ from smh_async._leftovers import parts_home, totals_path
 from smh_async._report import (
     ReportSummary,
     concatenate_reports,
+    copy_lines,
     copy_reports,
+    ends_mid_line,
+    forget_release_rows,
     release_destination,
     release_path,
     resume_set,
@@ -444,11 +447,18 @@ def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: 
     where they went (None if there were none)."""
     found = [r for p in parts if (r := release_path(p)).is_file()]
     destination = None
+    if target is not None and parts and not append:  # a fresh report: fresh release rows
+        forget_release_rows(target)
     if target is not None and found:
         destination = release_destination(target)
-        with destination.open("a" if append else "w", encoding="utf-8") as out:
+        # A torn last line (of the earlier file or of a killed child's) ends where it is:
+        # the next row must not be glued onto it.
+        torn = append and ends_mid_line(destination)
+        with destination.open("ab" if append else "wb") as out:
+            if torn:
+                out.write(b"\n")
             for path in found:
-                out.write(path.read_text(encoding="utf-8"))
+                copy_lines(path, out)
     for path in found:
         path.unlink()
     return str(destination) if destination else None

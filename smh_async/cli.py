@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
@@ -222,12 +223,45 @@ def _report_command(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"no such report: {', '.join(missing)}")
     ensure_parent(args.output, "--output")
-    try:
-        summary = summarize_reports(args.paths, output=args.output)
-    except OSError as exc:
-        raise UsageError(f"cannot merge the reports: {exc}") from None
+    if (
+        args.output
+        and args.spaces_file not in (None, "-")
+        and same_file(args.output, args.spaces_file)
+    ):
+        raise UsageError(f"--output {args.output} is also the --spaces-file: it would be replaced")
+    with ExitStack() as stack:
+        spaces = _input_ids(args.spaces_file, stack) if args.spaces_file else None
+        try:
+            summary = summarize_reports(
+                args.paths, output=args.output, release_output=True, spaces=spaces
+            )
+        except OSError as exc:
+            raise UsageError(f"cannot merge the reports: {exc}") from None
     print_report_summary(summary)
-    return EXIT_FAILED if summary.failed or summary.not_started else EXIT_OK
+    return EXIT_OK if summary.complete else EXIT_FAILED
+
+
+def _input_ids(path: str, stack: ExitStack) -> Iterator[str]:
+    """``report --spaces-file``: the ids ``purge --spaces-file PATH`` reads (its own reader:
+    the same comments, byte-order mark, cut lines and escapes, so the same ids)."""
+    from smh_async._targets import file_encoding_problem, read_space_file
+
+    if path == "-":
+        if sys.stdin is None:  # started with `<&-`
+            raise UsageError("--spaces-file -: standard input is closed")
+        return read_space_file(sys.stdin.buffer)
+    source = Path(path)
+    if not source.exists():
+        raise UsageError(f"--spaces-file: no such file: {path}")
+    if source.is_dir():
+        raise UsageError(f"--spaces-file: {path} is a directory")
+    try:
+        # A pipe (bash's <(...)) is read once, as it comes: nothing may be peeked at first.
+        if source.is_file() and (problem := file_encoding_problem(path)):
+            raise UsageError(f"--spaces-file: {problem}")
+        return read_space_file(stack.enter_context(source.open("rb")))
+    except OSError as exc:
+        raise UsageError(f"--spaces-file: cannot read {path}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

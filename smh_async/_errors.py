@@ -43,20 +43,30 @@ _MAX_TEXT = 300
 # Query parameters and path forms that carry credentials in the SMH API.
 _SECRET_QUERY = re.compile(r"(?i)((?:access_token|library_secret|token|secret)=)[^&\s\"'<>]*")
 _TOKEN_PATH = re.compile(r"(/api/v1/token/[^/\s?]+/)[^/\s?\"'<>]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 and C1 control characters, line breaks included (one error is one line of a log);
+# the second form keeps tabs and line breaks, for multi-line log values (tracebacks).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Lone surrogates: undecodable bytes that aiohttp (surrogateescape) or JSON ("\\udc80") let
+# through. No UTF-8 writer accepts them: one in a report row stopped the whole run.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def scrub(text: str, *, limit: int = _MAX_TEXT) -> str:
-    """Remove credentials and control characters from outside text and cap its length.
+def scrub(text: str, *, limit: int = _MAX_TEXT, lines: bool = False) -> str:
+    """Remove credentials, control characters and lone surrogates from outside text and cap
+    its length.
 
     Used on everything that comes from the network or from third-party exceptions before it
     is stored in an error (aiohttp puts full URLs, query string included, in exception text).
+    What is left can be written anywhere: a UTF-8 report, a JSON log line, a terminal.
+    ``lines`` keeps tabs and line breaks (a log's traceback), which are otherwise spaces.
     """
     if "=" in text or "/api/v1/token/" in text or not text.isprintable():
         text = _SECRET_QUERY.sub(r"\1[REDACTED]", text)
         text = _TOKEN_PATH.sub(r"\1[REDACTED]", text)
-        text = _CONTROL.sub(" ", text)
-    text = text.strip()  # (the fast path above skips three regexes for ordinary text)
+        text = (_CONTROL_BUT_LINES if lines else _CONTROL).sub(" ", text)
+        text = _SURROGATE.sub("\ufffd", text)
+    text = text.strip()  # (the fast path above skips four regexes for ordinary text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text

@@ -202,7 +202,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        return scrub(text, limit=1_000_000)
+        return scrub(text, limit=1_000_000, lines=True)
 
 
 def _json_fallback(obj: Any) -> Any:

@@ -27,6 +27,7 @@ from smh_async._errors import (
     SMHRateLimitedError,
     SMHResponseError,
     SMHServerError,
+    scrub,
 )
 from smh_async._models import RecycleBinPage, RecycledItem, Space, SpaceUsage
 
@@ -52,7 +53,10 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"LibraryInitializing", "PathConflict"})
 REAUTH_CODE = "InvalidAccessToken"
 MAX_SEGMENT = 256
+REQUEST_ID_LIMIT = 200  # characters of a server's request id kept (as in SMHError)
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 "unreserved": never changes the path
+# A lone surrogate (JSON "\udc80") cannot be written as UTF-8: not to a report, not to stdout.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 AuthKind = Literal["token", "secret", "path"]
@@ -132,8 +136,10 @@ class Response:
 
     @property
     def request_id(self) -> str | None:
-        """The server's request id from ``X-Request-Id`` (or SMH's alternative header)."""
-        return self.header("X-Request-Id") or self.header("X-Smh-Request-Id")
+        """The server's request id from ``X-Request-Id`` (or SMH's alternative header),
+        scrubbed: it goes into a 204's report row as it does into an error."""
+        raw = self.header("X-Request-Id") or self.header("X-Smh-Request-Id")
+        return scrub(raw, limit=REQUEST_ID_LIMIT) or None if raw else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,13 +323,16 @@ def _error_fields(response: Response) -> tuple[str | None, str, str | None]:
         return None, what, None
     if not isinstance(data, dict):
         return None, f"error body is JSON {type(data).__name__}, not an object", None
-    code = data.get("code")
-    message = data.get("message")
     request_id = data.get("requestId") or data.get("reqId") or data.get("requestID")
+    if type(request_id) is int:  # a numeric id is still an id (bool is not)
+        request_id = str(request_id)
+    # Only text is taken: an object or a list here is not SMH's, and its Python repr would
+    # reach the report as if it were the server's words.
+    code, message = data.get("code"), data.get("message")
     return (
-        str(code) if code not in (None, "") else None,
-        str(message) if message else f"HTTP {response.status}",
-        str(request_id) if request_id else None,
+        code if isinstance(code, str) and code else None,
+        message if isinstance(message, str) and message else f"HTTP {response.status}",
+        request_id if isinstance(request_id, str) and request_id else None,
     )
 
 
@@ -429,8 +438,11 @@ def decode_space_page(
     for row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("spaceId"), str):
             raise _shape_error(request, response, "spaces with a spaceId")
+        space_id = row["spaceId"]
+        if not space_id.isascii():  # never a valid id; made writable to be reported as such
+            space_id = _SURROGATE.sub("\ufffd", space_id)
         spaces.append(
-            Space(row["spaceId"], str(row.get("userId") or ""), str(row.get("creationTime") or ""))
+            Space(space_id, str(row.get("userId") or ""), str(row.get("creationTime") or ""))
         )
     following = data["nextMarker"] if "nextMarker" in data else data.get("marker")
     following = str(following) if following not in (None, "") else None

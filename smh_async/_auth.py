@@ -63,10 +63,19 @@ class LibrarySecretToken:
     decides *when*. A token is renewed once less than ``renew_margin`` of its life is left.
     """
 
-    def __init__(self, mint: Mint, renew: Renew | None = None, renew_margin: float = 0.1) -> None:
+    def __init__(
+        self,
+        mint: Mint,
+        renew: Renew | None = None,
+        renew_margin: float = 0.1,
+        *,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
         self._mint = mint
         self._renew = renew
         self._margin = renew_margin
+        # Told each new token value: the CLI's log redactor masks it from then on.
+        self.on_token = on_token
         self._token: str | None = None
         self._expires_at = 0.0
         self._lifetime = 0.0
@@ -113,6 +122,8 @@ class LibrarySecretToken:
         await self._store(await self._mint(), minted=True)
 
     async def _store(self, grant: TokenGrant, *, minted: bool) -> None:
+        if self.on_token is not None and grant.access_token != self._token:
+            self.on_token(grant.access_token)
         self._token = grant.access_token
         self._lifetime = float(max(grant.expires_in, 1))
         self._expires_at = time.monotonic() + self._lifetime

@@ -13,12 +13,17 @@ from urllib.parse import quote
 
 import aiohttp
 import anyio
-from pydantic import SecretStr
 from yarl import URL
 
 from smh_async import _protocol as proto
 from smh_async._auth import LibrarySecretToken, StaticToken, TokenProvider
-from smh_async._errors import SMHConfigError, SMHError, SMHTimeoutError, SMHTransportError
+from smh_async._errors import (
+    KnownSecrets,
+    SMHConfigError,
+    SMHError,
+    SMHTimeoutError,
+    SMHTransportError,
+)
 from smh_async._limits import ensure_open_files
 from smh_async._logging import library_logger
 from smh_async._models import (
@@ -83,6 +88,7 @@ class SMHClient:
         self._borrowed = session
         self._slots: asyncio.Semaphore | None = None  # owned session only
         self._token_query: tuple[str | None, str] = (None, "")  # (token, encoded query)
+        self._known: tuple[str | None, KnownSecrets] | None = None  # (token, its KnownSecrets)
         self._attempt_timeout = aiohttp.ClientTimeout(
             total=settings.timeout, sock_connect=settings.connect_timeout
         )
@@ -238,7 +244,7 @@ class SMHClient:
                 error: SMHError = proto.error_from_response(request, response)
             except SMHTransportError as exc:
                 error = exc
-            _forget_credentials(error, token, self.settings.library_secret)
+            _forget_credentials(error, self._known_secrets(token))
             error.attempts = attempt
             if (
                 request.auth == "token"
@@ -312,7 +318,7 @@ class SMHClient:
                         space_id=request.space_id,
                     )
                 body = await resp.read()
-                return Response(resp.status, resp.headers, body)
+                return Response(resp.status, resp.headers, body, self._known_secrets(token))
         except asyncio.TimeoutError as exc:  # not an OSError before Python 3.11
             failure = SMHTimeoutError(
                 f"{type(exc).__name__}: no complete reply within {self.settings.timeout:g} s"
@@ -330,6 +336,18 @@ class SMHClient:
         # frame holds the token for a traceback renderer that shows locals.
         del url, token
         raise failure
+
+    def _known_secrets(self, token: str | None) -> KnownSecrets:
+        """The credentials a request with ``token`` carries, to blank out of its reply
+        (built once per token: the same one serves every request until it changes)."""
+        known = self._known
+        if known is None or known[0] != token:
+            secret = self.settings.library_secret
+            known = self._known = (
+                token,
+                KnownSecrets(token, secret.get_secret_value() if secret else None),
+            )
+        return known[1]
 
     @staticmethod
     def _transport_error(request: Request, exc: BaseException) -> SMHTransportError:
@@ -492,16 +510,14 @@ def _encode(params: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
 
 
-def _forget_credentials(error: SMHError, token: str | None, secret: SecretStr | None) -> None:
-    """Blank out credential values a server echoed back verbatim (``scrub`` only catches
-    them in ``access_token=`` form), so reports and callers never receive them."""
-    values = [v for v in (token, secret.get_secret_value() if secret else None) if v]
+def _forget_credentials(error: SMHError, known: KnownSecrets) -> None:
+    """Blank out credential values in an error's text once more: errors built from a reply
+    had them removed before their text was cut (``Response.known_secrets``); this also
+    covers those built from elsewhere (a transport error's text)."""
     for name in ("message", "code", "request_id"):
         text = getattr(error, name)
-        if text and any(v in text for v in values):
-            for value in values:
-                text = text.replace(value, "[REDACTED]")
-            setattr(error, name, text)
+        if text:
+            setattr(error, name, known.redact(text))
     error.args = (error.message,)
 
 

@@ -21,6 +21,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from smh_async._errors import (
     InvalidSpaceIdError,
+    KnownSecrets,
     SMHAuthError,
     SMHDecodeError,
     SMHNotFoundError,
@@ -120,11 +121,17 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What came back: status, headers (looked up case-insensitively) and the raw body."""
+    """What came back: status, headers (looked up case-insensitively) and the raw body.
+
+    ``known_secrets`` are the credentials the request carried (the client sets them): every
+    text taken from this reply (request id, error fields) has them blanked out before it is
+    cut to length or stored.
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+    known_secrets: KnownSecrets | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """Header value by case-insensitive name, or None."""
@@ -139,7 +146,9 @@ class Response:
         """The server's request id from ``X-Request-Id`` (or SMH's alternative header),
         scrubbed: it goes into a 204's report row as it does into an error."""
         raw = self.header("X-Request-Id") or self.header("X-Smh-Request-Id")
-        return scrub(raw, limit=REQUEST_ID_LIMIT) or None if raw else None
+        if not raw:
+            return None
+        return scrub(raw, limit=REQUEST_ID_LIMIT, known=self.known_secrets) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +295,7 @@ def error_from_response(request: Request, response: Response) -> SMHResponseErro
         "space_id": request.space_id,
         "route": request.template,
         "retry_after": retry_after,
+        "known_secrets": response.known_secrets,
     }
     cls: type[SMHResponseError]
     if status in (401, 403) or (status == 404 and code == "WrongLibraryIdOrSecret"):
@@ -371,6 +381,7 @@ def decode_json(request: Request, response: Response) -> Any:
             request_id=response.request_id,
             space_id=request.space_id,
             route=request.template,
+            known_secrets=response.known_secrets,
         ) from None
 
 

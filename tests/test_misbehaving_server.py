@@ -12,13 +12,17 @@ import asyncio
 import json
 import os
 import sys
+import traceback
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 import pytest
+
+from smh_async import SMHClient, SMHError, SMHSettings
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +154,89 @@ async def test_undecodable_server_text_gets_a_row_for_every_space() -> None:
         for value in row.values():
             if isinstance(value, str):
                 assert_plain_text(value)
+
+
+# ---------------------------------------------------------------- P2/P3: credentials echoed
+
+MINTED = "MinTed-Tok+en/Value=0987654321"  # what the secret-minting server hands out
+LIBRARY_SECRET = "LibSecret-Qz8Wk2Lp7Xv4-secret"
+NEEDLES = (TOKEN, MINTED, LIBRARY_SECRET, TOKEN[:12], MINTED[:12], LIBRARY_SECRET[:12])
+
+
+def token_of(target: str) -> str:
+    """The access token as it was on the wire (percent-encoded), or ''."""
+    return target.split("access_token=", 1)[1].split("&", 1)[0] if "access_token=" in target else ""
+
+
+def mint(method: str, target: str) -> bytes | None:
+    """The token endpoint of a server that knows LIBRARY_SECRET."""
+    if target.startswith("/api/v1/token?"):
+        return http(200, json.dumps({"accessToken": MINTED, "expiresIn": 3600}).encode())
+    return None
+
+
+def echoing(method: str, target: str) -> bytes | None:
+    """Echo the credential back where no ``access_token=`` pattern can catch it: the bare
+    token (as sent and decoded) or the whole request target in the X-Request-Id of a 204
+    or of a 200 with a body; a long message with the token (encoded and not) right at the
+    300-character cut of an error message, and in a long request id."""
+    if (minted := mint(method, target)) is not None:
+        return minted
+    space, sent = space_of(target), token_of(target)
+    plain = sent.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=")
+    if space == "ok204":
+        return http(204, b"", f"X-Request-Id: {plain}")
+    if space == "url204":
+        return http(204, b"", f"X-Request-Id: {target}")
+    if space == "ok200":
+        return http(200, b'{"ok":true}', f"X-Request-Id: rid-{plain}", ctype="application/json")
+    pad = "x" * (290 if space == "cut" else 280)
+    message = f"{pad} {plain} tail" if space == "cut" else f"{pad} {sent} tail"
+    return error_json(400, {"code": "Bad", "message": message}, f"X-Request-Id: {'r' * 195}{sent}")
+
+
+@pytest.mark.parametrize("credential", ["token", "secret"])
+async def test_credentials_echoed_in_replies_appear_nowhere(credential: str) -> None:
+    """The token (static, or minted from the library secret) echoed in a 204's or a 200's
+    request id, or in an error message right at its 300-character cut (verbatim or
+    percent-encoded): no byte of it, nor its first 12 characters, in stdout, stderr or the
+    report. The 2xx request id used to reach the report and the purge.space event as sent;
+    the cut left 'SeCrEtToKeN01…' behind."""
+    token = TOKEN if credential == "token" else MINTED
+    cred = (
+        ("--access-token", TOKEN) if credential == "token" else ("--library-secret", LIBRARY_SECRET)
+    )
+    spaces = ["ok204", "url204", "ok200", "cut", "encoded"]
+    async with RawServer(echoing).running() as url:
+        code, out, rows = await run_cli(url, *spaces, credential=cred)
+    blob = out + Path(REPORT).read_bytes()
+    assert code == 1 and len(rows) == 5, out[-3000:]
+    by_space = {str(r["space_id"]): r for r in rows}
+    assert by_space["ok204"]["request_id"] == "[REDACTED]"
+    assert by_space["ok204"]["outcome"] == by_space["url204"]["outcome"] == "accepted"
+    assert by_space["ok200"]["error_code"] == "SMHDecodeError"
+    assert str(by_space["cut"]["error_message"]).endswith(" [REDACTE…")
+    for needle in (token, token[:12]):
+        assert needle.encode() not in blob, needle
+        assert quote(needle, safe="").encode() not in blob, needle
+
+
+@pytest.mark.parametrize("space", ["cut", "encoded", "ok200", "ok204", "url204"])
+async def test_library_results_and_errors_hold_no_echoed_credential(space: str) -> None:
+    """Through the library: the result of a 204 and every view of the error (str, repr,
+    args, vars, traceback) hold neither the token nor its first 6 characters, whether it
+    was echoed at the cut of a message ("cut": redacted only after the cut, its head
+    survived), percent-encoded ("encoded") or in the request id of a 2xx whose body fails
+    to decode ("ok200": never redacted)."""
+    settings = SMHSettings(
+        base_url="http://127.0.0.1:1", library_id=LIBRARY, access_token=TOKEN, max_attempts=1
+    )
+    async with RawServer(echoing).running() as url, SMHClient(settings, base_url=url) as smh:
+        try:
+            views = [repr(await smh.empty_recycle_bin(space))]
+        except SMHError as exc:
+            views = [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+            views += traceback.format_exception(exc)
+    text = "\n".join(views)
+    for needle in (TOKEN, TOKEN[:6], quote(TOKEN[:6], safe="")):
+        assert needle not in text, text

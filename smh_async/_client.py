@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -354,7 +355,7 @@ class SMHClient:
         if isinstance(exc, SMHTransportError):
             return exc
         cls = SMHTimeoutError if isinstance(exc, TimeoutError) else SMHTransportError
-        detail = str(exc)
+        detail = _without_urls(exc)
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         error = cls(text, route=request.template, space_id=request.space_id)
         error.stale_connection = isinstance(exc, aiohttp.ServerDisconnectedError)
@@ -519,6 +520,20 @@ def _forget_credentials(error: SMHError, known: KnownSecrets) -> None:
         if text:
             setattr(error, name, known.redact(text))
     error.args = (error.message,)
+
+
+# aiohttp's exception texts name the URL (``url='http://…?access_token=…'``); ours never do.
+_URL_FIELD = re.compile(r",?\s*(?:real_)?url=(?:URL\()?'[^']*'\)?")
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+
+
+def _without_urls(exc: BaseException) -> str:
+    """aiohttp's text for ``exc`` with no URL left in it: logs and errors carry the route
+    template instead. A ClientResponseError (also aiohttp's verdict on a malformed reply,
+    such as a 204 with a body) is told by its status and message, without its URL."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{exc.status}, message: {exc.message}"
+    return _URL.sub("<url>", _URL_FIELD.sub("", str(exc)))
 
 
 def _version() -> str:

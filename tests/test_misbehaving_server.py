@@ -22,7 +22,7 @@ from urllib.parse import quote
 import anyio
 import pytest
 
-from smh_async import SMHClient, SMHError, SMHSettings
+from smh_async import SMHClient, SMHError, SMHSettings, SMHTransportError
 
 pytestmark = pytest.mark.anyio
 
@@ -240,3 +240,26 @@ async def test_library_results_and_errors_hold_no_echoed_credential(space: str) 
     text = "\n".join(views)
     for needle in (TOKEN, TOKEN[:6], quote(TOKEN[:6], safe="")):
         assert needle not in text, text
+
+
+# ---------------------------------------------------------------- P10: no URL in errors
+
+
+def body_on_204(method: str, target: str) -> bytes:
+    """A 204 that carries a body anyway (aiohttp fails to parse what follows)."""
+    return http(204, b"", "Content-Type: application/json", "Content-Length: 7") + b'{"x":1}'
+
+
+async def test_a_204_with_a_body_fails_with_a_route_template_not_a_url() -> None:
+    """aiohttp's parser error for a 204 with a body becomes a transport error whose text
+    names the route template and no URL (it quoted ``url='http://…?access_token=…'``)."""
+    settings = SMHSettings(
+        base_url="http://127.0.0.1:1", library_id=LIBRARY, access_token=TOKEN, max_attempts=1
+    )
+    async with RawServer(body_on_204).running() as url, SMHClient(settings, base_url=url) as smh:
+        with pytest.raises(SMHTransportError) as caught:
+            await smh.empty_recycle_bin("s1")
+    shown = str(caught.value) + repr(caught.value)
+    assert "Bad status line" in shown and "DELETE /api/v1/recycled/{library_id}/{space_id}" in shown
+    for absent in ("http://", "url=", "127.0.0.1", "access_token", "/lib/s1"):
+        assert absent not in shown, shown

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["SMHClient"]
 
 MAX_BODY = 16 * 1024 * 1024
+READ_PIECE = 256 * 1024  # bytes asked for at a time from a body of unknown size
 USAGE_BATCH = 100
 # Connections beyond the worker count, so listing/usage calls never queue behind purges.
 SPARE_CONNECTIONS = 8
@@ -243,7 +244,7 @@ class SMHClient:
                 if 200 <= response.status < 300:
                     return response, attempt
                 error: SMHError = proto.error_from_response(request, response)
-            except SMHTransportError as exc:
+            except SMHError as exc:  # no usable reply (or one too large to read)
                 error = exc
             _forget_credentials(error, self._known_secrets(token))
             error.attempts = attempt
@@ -301,7 +302,7 @@ class SMHClient:
         slots = self._slots
         if slots is not None:
             await slots.acquire()
-        failure: SMHTransportError
+        failure: SMHError
         try:
             async with session.request(
                 request.method,
@@ -311,15 +312,12 @@ class SMHClient:
                 proxy=self._proxy,
                 proxy_headers=self._proxy_headers,
             ) as resp:
-                if (resp.content_length or 0) > MAX_BODY:
-                    raise SMHTransportError(
-                        f"reply body of {resp.content_length} bytes exceeds {MAX_BODY}",
-                        status=resp.status,
-                        route=request.template,
-                        space_id=request.space_id,
-                    )
-                body = await resp.read()
-                return Response(resp.status, resp.headers, body, self._known_secrets(token))
+                body = await _read_body(resp)
+                reply = Response(resp.status, resp.headers, body or b"", self._known_secrets(token))
+                if body is not None:
+                    return reply
+                # Leaving the block unread closes the connection: the rest is never read.
+                failure = proto.body_too_large(request, reply, MAX_BODY)
         except asyncio.TimeoutError as exc:  # not an OSError before Python 3.11
             failure = SMHTimeoutError(
                 f"{type(exc).__name__}: no complete reply within {self.settings.timeout:g} s"
@@ -505,6 +503,25 @@ class SMHClient:
         from smh_async._stream import stream_purge
 
         return stream_purge(self, space_ids, concurrency=concurrency, **options)
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes | None:
+    """The reply's whole body, or None once it passes :data:`MAX_BODY` bytes: a declared
+    length is checked before reading, a chunked or compressed body (whose size only shows
+    as it is inflated) is read in pieces and given up on past the limit."""
+    length = resp.content_length
+    if length is not None and length > MAX_BODY:
+        return None
+    if resp.status == 204 or (length is not None and "Content-Encoding" not in resp.headers):
+        return await resp.read()  # the hot path: nothing, or a length already checked
+    content, chunks, size = resp.content, [], 0
+    # Small reads: aiohttp inflates (and buffers) as much as the read asks for at once.
+    while chunk := await content.read(min(READ_PIECE, MAX_BODY + 1 - size)):
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _encode(params: Iterable[tuple[str, str]]) -> str:

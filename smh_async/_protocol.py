@@ -24,6 +24,7 @@ from smh_async._errors import (
     KnownSecrets,
     SMHAuthError,
     SMHDecodeError,
+    SMHError,
     SMHNotFoundError,
     SMHRateLimitedError,
     SMHResponseError,
@@ -37,6 +38,7 @@ __all__ = [
     "Request",
     "Response",
     "TokenGrant",
+    "body_too_large",
     "check_empty_bin",
     "check_path_segment",
     "decode_bin_page",
@@ -285,8 +287,27 @@ def error_from_response(request: Request, response: Response) -> SMHResponseErro
     Accepts SMH's ``{code, message, requestId}`` JSON, but also a gateway's HTML page, an
     empty body or malformed JSON: those keep the status and say what the body was.
     """
+    return _status_error(request, response, *_error_fields(response))
+
+
+def body_too_large(request: Request, response: Response, limit: int) -> SMHError:
+    """The error for a reply whose body passed ``limit`` bytes (``response`` holds none of
+    it): an error status keeps its meaning (a 404 is not retried, a 503 is), with a message
+    saying why its body was not read; a 2xx is a decode error (not what the API sends)."""
+    what = f"a body over {limit} bytes (not read)"
+    if 200 <= response.status < 300:
+        return _shape_error(request, response, f"a reply of at most {limit} bytes, got {what}")
+    return _status_error(request, response, None, f"HTTP {response.status} with {what}", None)
+
+
+def _status_error(
+    request: Request,
+    response: Response,
+    code: str | None,
+    message: str,
+    body_request_id: str | None,
+) -> SMHResponseError:
     status = response.status
-    code, message, body_request_id = _error_fields(response)
     retry_after = parse_retry_after(response.header("Retry-After"))
     kwargs: dict[str, Any] = {
         "status": status,

@@ -13,7 +13,9 @@ import json
 import os
 import sys
 import traceback
+import tracemalloc
 import unicodedata
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -22,7 +24,15 @@ from urllib.parse import quote
 import anyio
 import pytest
 
-from smh_async import SMHClient, SMHError, SMHSettings, SMHTransportError
+from smh_async import (
+    SMHClient,
+    SMHDecodeError,
+    SMHError,
+    SMHNotFoundError,
+    SMHServerError,
+    SMHSettings,
+    SMHTransportError,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -58,8 +68,21 @@ class RawServer:
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.targets: list[str] = []
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._converse(reader, writer)
+        except asyncio.CancelledError:  # the test is over (asyncio would log it as an error)
+            pass
+        finally:
+            with suppress(ConnectionError, OSError):
+                writer.close()
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -67,23 +90,27 @@ class RawServer:
                 self.targets.append(target)
                 reply = self.answer(method, target)
                 if reply is None:
-                    break
+                    return
                 if isinstance(reply, bytes):
                     writer.write(reply)
                     await writer.drain()
                 else:
                     await reply(writer)
-        with suppress(ConnectionError, OSError):
-            writer.close()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[str]:
-        """Serve on a free loopback port; yields the base URL."""
+        """Serve on a free loopback port; yields the base URL. Connections still open at the
+        end are cut."""
         server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
-            yield f"http://127.0.0.1:{port}"
-            server.close()
+            try:
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                server.close()
+                for task in self._handlers:
+                    task.cancel()
+                await asyncio.gather(*self._handlers, return_exceptions=True)
 
     def sent(self, method_path: str) -> int:
         """How many requests went to paths starting with ``method_path``."""
@@ -263,3 +290,94 @@ async def test_a_204_with_a_body_fails_with_a_route_template_not_a_url() -> None
     assert "Bad status line" in shown and "DELETE /api/v1/recycled/{library_id}/{space_id}" in shown
     for absent in ("http://", "url=", "127.0.0.1", "access_token", "/lib/s1"):
         assert absent not in shown, shown
+
+
+# ---------------------------------------------------------------- P6: bodies past the limit
+
+MB = 1 << 20
+BOMB = zlib.compress(b"\0" * 64 * MB, 9)  # 64 KB of zlib stream that inflates to 64 MB
+
+
+class Flood:
+    """Writes a chunked body of ``mb`` megabytes after a reply head; remembers whether all
+    of it was taken (a client that reads it whole) or the client hung up first."""
+
+    def __init__(self, status: int, mb: int) -> None:
+        self.status, self.mb, self.finished = status, mb, 0
+
+    async def __call__(self, writer: asyncio.StreamWriter) -> None:
+        head = f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
+        writer.write(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"100000\r\n" + b" " * MB + b"\r\n"
+        for _ in range(self.mb):
+            writer.write(chunk)
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        self.finished += 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "attempts"),
+    [
+        ("chunked 503", SMHServerError, 2),
+        ("gzip 500", SMHServerError, 2),
+        ("chunked 200", SMHDecodeError, 1),
+    ],
+)
+async def test_a_body_past_16_mb_is_not_read_whatever_its_framing(
+    kind: str, error: type[SMHError], attempts: int
+) -> None:
+    """A 40 MB chunked body (no Content-Length) and a 64 KB deflate body that inflates to
+    64 MB are given up on past 16 MB: the attempt fails keeping the status's meaning (a 5xx
+    is retried, a 2xx is a decode error), the client hangs up before the flood ends, and the
+    memory allocated stays far below the body's size. Both used to be read whole (peak RSS
+    2 GB for a 1 GB bomb)."""
+    flood = Flood(int(kind[-3:]), 40)
+
+    def answer(method: str, target: str) -> bytes | Writer:
+        if kind.startswith("gzip"):
+            return http(500, BOMB, "Content-Encoding: deflate", ctype="application/json")
+        return flood
+
+    settings = SMHSettings(
+        base_url="http://127.0.0.1:1", library_id=LIBRARY, access_token=TOKEN,
+        max_attempts=2, backoff_initial=0.001, timeout=20,
+    )  # fmt: skip
+    server = RawServer(answer)
+    tracemalloc.start()
+    try:
+        async with server.running() as url, SMHClient(settings, base_url=url) as smh:
+            with pytest.raises(error) as caught:
+                await smh.empty_recycle_bin("s1")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "over 16777216 bytes" in caught.value.message, caught.value
+    assert (caught.value.status, caught.value.attempts) == (int(kind[-3:]), attempts)
+    assert server.sent("/api/v1/recycled/") == attempts and flood.finished == 0
+    assert peak < 40 * MB, peak
+
+
+async def test_an_oversized_404_keeps_its_status_and_is_not_retried() -> None:
+    """A 404 declaring a 17 MB body: SMHNotFoundError (404, not retried, one request), its
+    message saying the body was too large; it used to become a retryable transport error
+    and be sent max_attempts times."""
+
+    async def huge_404(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 404 X\r\nContent-Length: 17000000\r\n\r\n" + b"Y" * MB)
+        await writer.drain()
+        await asyncio.sleep(30)  # the client must not wait for the rest
+
+    settings = SMHSettings(
+        base_url="http://127.0.0.1:1", library_id=LIBRARY, access_token=TOKEN,
+        max_attempts=3, backoff_initial=0.001,
+    )  # fmt: skip
+    server = RawServer(lambda method, target: huge_404)
+    with anyio.fail_after(10):
+        async with server.running() as url, SMHClient(settings, base_url=url) as smh:
+            with pytest.raises(SMHNotFoundError) as caught:
+                await smh.empty_recycle_bin("s1")
+    assert (caught.value.status, caught.value.attempts, caught.value.retryable) == (404, 1, False)
+    assert caught.value.message == "HTTP 404 with a body over 16777216 bytes (not read)"
+    assert server.sent("/api/v1/recycled/") == 1

@@ -49,6 +49,7 @@ __all__ = ["SMHClient"]
 MAX_BODY = 16 * 1024 * 1024
 READ_PIECE = 256 * 1024  # bytes asked for at a time from a body of unknown size
 USAGE_BATCH = 100
+BIN_PAGE = 1000  # recycle-bin items per page when counting a bin (the API's maximum)
 # Connections beyond the worker count, so listing/usage calls never queue behind purges.
 SPARE_CONNECTIONS = 8
 # Re-sends allowed per request, beyond max_attempts, when the server closed the pooled
@@ -421,15 +422,29 @@ class SMHClient:
         )
 
     async def iter_spaces(self, *, page_size: int = 1000) -> AsyncIterator[Space]:
-        """Every tenant space of the library, following list markers page by page."""
+        """Every tenant space of the library, following list markers page by page.
+
+        A listing going round in circles (a marker handed out before, a page of spaces
+        listed before) ends there, with a warning: every space it held was listed.
+        """
         marker: str | None = None
+        guard = proto.PagingGuard()
+        pages = 0
         while True:
             request = proto.list_spaces(self.library_id, marker=marker, limit=page_size)
             response, _ = await self.call(request)
             spaces, marker = proto.decode_space_page(request, response, marker)
+            pages += 1
+            if guard.page_seen(spaces):
+                if marker is not None:  # (None: a last page that names its own marker)
+                    _paging_inconsistent("spaces", "page_repeated", pages=pages)
+                return
             for space in spaces:
                 yield space
             if marker is None:
+                return
+            if guard.marker_seen(marker):
+                _paging_inconsistent("spaces", "marker_repeated", pages=pages)
                 return
 
     async def list_recycle_bin(
@@ -441,15 +456,30 @@ class SMHClient:
         return proto.decode_bin_page(request, response)
 
     async def recycle_bin_totals(self, space_id: str) -> tuple[int, int]:
-        """``(items, bytes)`` currently in a space's recycle bin (reads every page)."""
+        """``(items, bytes)`` currently in a space's recycle bin (reads every page).
+
+        Ends once ``totalNum`` items were counted, or with a warning on a page that cannot
+        be followed by more: a short or empty one, or a repeat of the one before (a
+        ``totalNum`` the pages never reach cost tens of thousands of requests per space).
+        """
         count, size, page = 0, 0, 1
+        previous: tuple[int, ...] = ()
         while True:
-            result = await self.list_recycle_bin(space_id, page=page, page_size=1000)
-            count += len(result.items)
+            result = await self.list_recycle_bin(space_id, page=page, page_size=BIN_PAGE)
+            ids = tuple(item.item_id for item in result.items)
+            if ids and ids == previous:
+                _paging_inconsistent("recycle_bin", "page_repeated", space_id, pages=page)
+                return count, size
+            count += len(ids)
             size += sum(item.size for item in result.items)
             total = result.total if result.total is not None else count
-            if not result.items or count >= total:
+            if count >= total:
                 return count, size
+            if len(ids) < BIN_PAGE:
+                reason = "short_page" if ids else "empty_page"
+                _paging_inconsistent("recycle_bin", reason, space_id, pages=page, total=total)
+                return count, size
+            previous = ids
             page += 1
 
     async def space_size(self, space_id: str) -> int:
@@ -503,6 +533,16 @@ class SMHClient:
         from smh_async._stream import stream_purge
 
         return stream_purge(self, space_ids, concurrency=concurrency, **options)
+
+
+def _paging_inconsistent(
+    listing: str, reason: str, space_id: str | None = None, **counts: int
+) -> None:
+    """Warn that a listing was ended early because the server's paging did not add up
+    (what it did list was all used)."""
+    library_logger().warning(
+        "smh.paging.inconsistent", listing=listing, reason=reason, space_id=space_id, **counts
+    )
 
 
 async def _read_body(resp: aiohttp.ClientResponse) -> bytes | None:

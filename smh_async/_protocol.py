@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from smh_async._dedupe import FingerprintSet
 from smh_async._errors import (
     InvalidSpaceIdError,
     KnownSecrets,
@@ -35,6 +36,7 @@ from smh_async._models import RecycleBinPage, RecycledItem, Space, SpaceUsage
 
 __all__ = [
     "TOKEN_PLACEHOLDER",
+    "PagingGuard",
     "Request",
     "Response",
     "TokenGrant",
@@ -56,6 +58,7 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"LibraryInitializing", "PathConflict"})
 REAUTH_CODE = "InvalidAccessToken"
 MAX_SEGMENT = 256
+_MASK64 = (1 << 64) - 1
 REQUEST_ID_LIMIT = 200  # characters of a server's request id kept (as in SMHError)
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 "unreserved": never changes the path
 # A lone surrogate (JSON "\udc80") cannot be written as UTF-8: not to a report, not to stdout.
@@ -481,6 +484,33 @@ def decode_space_page(
     if not spaces or following == sent_marker:
         following = None
     return spaces, following
+
+
+class PagingGuard:
+    """Notices a space listing going round in circles, so that it can end.
+
+    A marker handed out before (a → b → a), or a page holding exactly the spaces of an
+    earlier page (a new marker each time, the same page: a listing that never ends), means
+    the server's paging is inconsistent. Memory: one 8-byte fingerprint per page (a
+    thousand spaces), not per space: a listing may hold millions.
+    """
+
+    __slots__ = ("_markers", "_pages")
+
+    def __init__(self) -> None:
+        self._markers = FingerprintSet(64)
+        self._pages = FingerprintSet(64)
+
+    def page_seen(self, spaces: Sequence[Space]) -> bool:
+        """True if an earlier page held exactly these spaces (in any order)."""
+        if not spaces:
+            return False
+        ids = frozenset(space.space_id for space in spaces)
+        return not self._pages.add_fingerprint((hash(ids) & _MASK64) or 1)
+
+    def marker_seen(self, marker: str) -> bool:
+        """True if this marker was handed out before in this listing."""
+        return not self._markers.add(marker)
 
 
 def decode_bin_page(request: Request, response: Response) -> RecycleBinPage:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import anyio
 import pytest
+import structlog
 
 from smh_async import (
     SMHClient,
@@ -381,3 +382,97 @@ async def test_an_oversized_404_keeps_its_status_and_is_not_retried() -> None:
     assert (caught.value.status, caught.value.attempts, caught.value.retryable) == (404, 1, False)
     assert caught.value.message == "HTTP 404 with a body over 16777216 bytes (not read)"
     assert server.sent("/api/v1/recycled/") == 1
+
+
+# ---------------------------------------------------------------- P5: paging that never ends
+
+
+def listing(mode: str) -> Answer:
+    """A space listing of 3 spaces per page whose markers go a → b → a ("toggle") or are
+    new on every page over the same 3 spaces ("grow"); DELETEs are accepted."""
+    served = 0
+
+    def answer(method: str, target: str) -> bytes:
+        nonlocal served
+        if not target.startswith(f"/api/v1/space/{LIBRARY}/list"):
+            return http(204)
+        served += 1
+        page = [f"t{served}-{i}" for i in range(3)] if mode == "toggle" else ["s0", "s1", "s2"]
+        following = ("b" if "marker=a" in target else "a") if mode == "toggle" else f"m{served}"
+        rows = [{"spaceId": s, "userId": "", "creationTime": ""} for s in page]
+        return http(200, json.dumps({"list": rows, "nextMarker": following}).encode())
+
+    return answer
+
+
+@pytest.mark.parametrize(("mode", "pages", "spaces"), [("toggle", 3, 9), ("grow", 2, 3)])
+async def test_a_listing_that_goes_round_in_circles_ends_with_a_warning(
+    mode: str, pages: int, spaces: int
+) -> None:
+    """Markers alternating a → b → a, or a new marker each time over the same page: the
+    listing ends once it comes round (every space listed once), with a warning that the
+    server's paging is inconsistent. Only a marker equal to the one just sent used to be
+    caught: both looped forever."""
+    settings = SMHSettings(base_url="http://127.0.0.1:1", library_id=LIBRARY, access_token=TOKEN)
+    server = RawServer(listing(mode))
+    with anyio.fail_after(10), structlog.testing.capture_logs() as logs:
+        async with server.running() as url, SMHClient(settings, base_url=url) as smh:
+            listed = [space.space_id async for space in smh.iter_spaces()]
+    assert len(listed) == len(set(listed)) == spaces
+    assert server.sent(f"/api/v1/space/{LIBRARY}/list") == pages
+    warned = [e for e in logs if e["event"] == "smh.paging.inconsistent"]
+    assert [(e["listing"], e["log_level"]) for e in warned] == [("spaces", "warning")]
+
+
+@pytest.mark.parametrize("command", ["spaces", "purge"])
+async def test_the_cli_ends_a_circular_listing(command: str) -> None:
+    """``smh-async spaces`` and ``purge --all-spaces`` against markers a → b → a: the ids
+    listed are printed / purged once each, exit 0, a warning in the log; both used to run
+    until killed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMH_")}
+    async with RawServer(listing("toggle")).running() as url:
+        env.update(SMH_BASE_URL=url, SMH_LIBRARY_ID=LIBRARY, SMH_ACCESS_TOKEN=TOKEN)
+        args = ["spaces"] if command == "spaces" else ["purge", "--all-spaces", "--report", REPORT]
+        with anyio.fail_after(30):
+            proc = await anyio.run_process(
+                [sys.executable, "-m", "smh_async", *args, "--log-format", "json"],
+                env=env,
+                check=False,
+            )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert b'"smh.paging.inconsistent"' in proc.stderr
+    if command == "spaces":
+        assert proc.stdout.decode().split() == [f"t{p}-{i}" for p in (1, 2, 3) for i in range(3)]
+    else:
+        rows = Path(REPORT).read_text().splitlines()
+        assert len(rows) == 9 and all('"accepted"' in row for row in rows)
+
+
+def recycle_bin(mode: str) -> Answer:
+    """Bin listings whose totalNum (48,626,000) the pages never reach: one item per page
+    ("short"), or the same full page of 1,000 whatever page is asked for ("repeat")."""
+
+    def answer(method: str, target: str) -> bytes:
+        size = 1 if mode == "short" else 1000
+        items = [{"recycledItemId": i, "name": "f", "size": "10"} for i in range(size)]
+        return http(200, json.dumps({"contents": items, "totalNum": 48_626_000}).encode())
+
+    return answer
+
+
+@pytest.mark.parametrize(("mode", "pages", "items"), [("short", 1, 1), ("repeat", 2, 1000)])
+async def test_bin_totals_end_on_a_short_or_repeated_page(
+    mode: str, pages: int, items: int
+) -> None:
+    """``--dry-run`` counting a bin whose totalNum the pages never reach: a short page, or a
+    repeat of the previous one, ends the count (with a warning) instead of paging on to
+    totalNum (48,626 requests for one space)."""
+    settings = SMHSettings(base_url="http://127.0.0.1:1", library_id=LIBRARY, access_token=TOKEN)
+    server = RawServer(recycle_bin(mode))
+    with anyio.fail_after(10), structlog.testing.capture_logs() as logs:
+        async with server.running() as url, SMHClient(settings, base_url=url) as smh:
+            totals = await smh.recycle_bin_totals("s1")
+    assert totals == (items, items * 10)
+    assert server.sent(f"/api/v1/recycled/{LIBRARY}/s1?") == pages
+    warned = [e for e in logs if e["event"] == "smh.paging.inconsistent"]
+    assert [(e["listing"], e["space_id"]) for e in warned] == [("recycle_bin", "s1")]

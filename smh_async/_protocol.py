@@ -59,6 +59,7 @@ RETRYABLE_CODES = frozenset({"LibraryInitializing", "PathConflict"})
 REAUTH_CODE = "InvalidAccessToken"
 MAX_SEGMENT = 256
 _MASK64 = (1 << 64) - 1
+MAX_TOKEN_LIFETIME = 315_360_000  # seconds: SMH's longest token period (10 years)
 REQUEST_ID_LIMIT = 200  # characters of a server's request id kept (as in SMHError)
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 "unreserved": never changes the path
 # A lone surrogate (JSON "\udc80") cannot be written as UTF-8: not to a report, not to stdout.
@@ -449,12 +450,20 @@ def _opt_int(request: Request, response: Response, value: Any) -> int | None:
 
 
 def decode_token(request: Request, response: Response) -> TokenGrant:
-    """``{"accessToken", "expiresIn"}`` → :class:`TokenGrant`."""
+    """``{"accessToken", "expiresIn"}`` → :class:`TokenGrant`.
+
+    ``expiresIn`` is capped at :data:`MAX_TOKEN_LIFETIME`: SMH grants no longer, and a
+    401-digit lifetime crashed the renewal schedule (OverflowError); a negative one is
+    refused.
+    """
     data = _object(request, response, "accessToken")
     token = data["accessToken"]
     if not isinstance(token, str) or not token:
         raise _shape_error(request, response, "a non-empty accessToken")
-    return TokenGrant(token, _int(request, response, data.get("expiresIn", 86400)))
+    expires_in = _int(request, response, data.get("expiresIn", 86400))
+    if expires_in < 0:
+        raise _shape_error(request, response, "a non-negative expiresIn")
+    return TokenGrant(token, min(expires_in, MAX_TOKEN_LIFETIME))
 
 
 def decode_space_page(

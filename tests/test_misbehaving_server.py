@@ -476,3 +476,22 @@ async def test_bin_totals_end_on_a_short_or_repeated_page(
     assert server.sent(f"/api/v1/recycled/{LIBRARY}/s1?") == pages
     warned = [e for e in logs if e["event"] == "smh.paging.inconsistent"]
     assert [(e["listing"], e["space_id"]) for e in warned] == [("recycle_bin", "s1")]
+
+
+# ---------------------------------------------------------------- P8: absurd token lifetime
+
+
+async def test_a_401_digit_token_lifetime_does_not_crash_the_run() -> None:
+    """The token endpoint answers ``expiresIn`` with 401 digits: the purge runs (exit 0, one
+    accepted row); it ended in an OverflowError traceback, exit 1, nothing purged."""
+
+    def answer(method: str, target: str) -> bytes:
+        if target.startswith("/api/v1/token?"):
+            body = b'{"accessToken": "tok-x", "expiresIn": 1' + b"0" * 400 + b"}"
+            return http(200, body, ctype="application/json")
+        return http(204)
+
+    async with RawServer(answer).running() as url:
+        code, out, rows = await run_cli(url, "s1", credential=("--library-secret", LIBRARY_SECRET))
+    assert code == 0 and b"Traceback" not in out, out[-3000:]
+    assert [(r["space_id"], r["outcome"]) for r in rows] == [("s1", "accepted")]

@@ -384,3 +384,21 @@ def test_a_listed_space_id_with_a_lone_surrogate_stays_writable() -> None:
     assert [s.space_id for s in spaces] == ["s\ufffdx", "ok"]
     with pytest.raises(InvalidSpaceIdError):
         proto.empty_recycle_bin("lib1", spaces[0].space_id)
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "expected"),
+    [("1" + "0" * 400, 315_360_000), ("86400", 86400), ("0", 0), ("-5", None)],
+)
+def test_token_lifetime_is_capped_at_ten_years_and_never_negative(
+    expires_in: str, expected: int | None
+) -> None:
+    """A 401-digit ``expiresIn`` is taken as SMH's longest period (10 years) instead of
+    crashing the renewal schedule with an OverflowError; a negative one is a decode error."""
+    body = f'{{"accessToken": "tok-x", "expiresIn": {expires_in}}}'.encode()
+    request = proto.create_token("lib1", grant="admin", period=300)
+    if expected is None:
+        with pytest.raises(SMHDecodeError, match="non-negative expiresIn"):
+            proto.decode_token(request, reply(200, body))
+    else:
+        assert proto.decode_token(request, reply(200, body)).expires_in == expected

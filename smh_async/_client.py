@@ -17,7 +17,7 @@ import anyio
 from yarl import URL
 
 from smh_async import _protocol as proto
-from smh_async._auth import LibrarySecretToken, StaticToken, TokenProvider
+from smh_async._auth import LibrarySecretToken, StaticToken, TokenProvider, token_unavailable
 from smh_async._errors import (
     KnownSecrets,
     SMHConfigError,
@@ -238,7 +238,7 @@ class SMHClient:
                 await self.rate_limiter.acquire()
             token = path_token if request.auth == "path" else None
             if request.auth == "token":
-                token = await self._tokens.get()
+                token = await self._token_for(request, sent=attempt - 1)
             try:
                 ATTEMPTS_SENT.set(attempt)  # for a space cut off in flight (see _bulk)
                 response = await self._attempt(request, token)
@@ -273,6 +273,14 @@ class SMHClient:
                 raise error
             self._log_retry(request, error, attempt, wait, reason="retryable")
             await anyio.sleep(wait)
+
+    async def _token_for(self, request: Request, *, sent: int) -> str:
+        """The token for the next attempt of ``request``. If none can be had, the error is
+        this request's (``sent``: its requests sent so far), not the mint call's."""
+        try:
+            return await self._tokens.get()
+        except SMHError as exc:
+            raise token_unavailable(request, exc, sent) from None
 
     def _log_retry(
         self, request: Request, error: SMHError, attempt: int, wait: float, *, reason: str

@@ -26,6 +26,7 @@ import pytest
 import structlog
 
 from smh_async import (
+    SMHAuthError,
     SMHClient,
     SMHDecodeError,
     SMHError,
@@ -495,3 +496,105 @@ async def test_a_401_digit_token_lifetime_does_not_crash_the_run() -> None:
         code, out, rows = await run_cli(url, "s1", credential=("--library-secret", LIBRARY_SECRET))
     assert code == 0 and b"Traceback" not in out, out[-3000:]
     assert [(r["space_id"], r["outcome"]) for r in rows] == [("s1", "accepted")]
+
+
+# ---------------------------------------------------------------- P7: the token endpoint dies
+
+
+class MintThenFail:
+    """A token endpoint that mints one token (``expiresIn`` 0: stale after a second), then
+    answers 500 to every mint and renewal; DELETEs are answered as ``delete`` says: a 204
+    after ``delay`` seconds, or 403 InvalidAccessToken."""
+
+    def __init__(self, delete: str = "ok", delay: float = 0.0) -> None:
+        self.delete, self.delay, self.minted = delete, delay, 0
+
+    def __call__(self, method: str, target: str) -> bytes | Writer:
+        if target.startswith("/api/v1/token"):
+            self.minted += 1
+            if self.minted > 1:
+                return error_json(500, {"code": "InternalServerError", "message": "mint down"})
+            return http(200, json.dumps({"accessToken": MINTED, "expiresIn": 0}).encode())
+        if self.delete == "rejected":
+            payload = {"code": "InvalidAccessToken", "message": "token expired"}
+            return error_json(403, payload)
+
+        async def slow_204(writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(self.delay)
+            writer.write(http(204))
+            await writer.drain()
+
+        return slow_204
+
+
+async def test_a_request_that_gets_no_token_says_so_and_the_mint_is_not_retried_per_request() -> (
+    None
+):
+    """The token lapses and the token endpoint answers 500: the DELETE never sent fails as
+    TokenUnavailable with 0 attempts, no status and its own route (it was reported as the
+    mint's 500 after 2 attempts on POST /api/v1/token); the next request within the
+    cool-down fails at once, without another mint request."""
+    settings = SMHSettings(
+        base_url="http://127.0.0.1:1", library_id=LIBRARY, library_secret=LIBRARY_SECRET,
+        max_attempts=2, backoff_initial=0.001,
+    )  # fmt: skip
+    server = RawServer(MintThenFail())
+    async with server.running() as url, SMHClient(settings, base_url=url) as smh:
+        await smh.empty_recycle_bin("s1")
+        await anyio.sleep(1.05)  # past the token's (one-second) life
+        with pytest.raises(SMHAuthError) as caught:
+            await smh.empty_recycle_bin("s2")
+        token_requests = server.sent("/api/v1/token")
+        with pytest.raises(SMHAuthError):
+            await smh.empty_recycle_bin("s3")
+    error = caught.value
+    assert (error.code, error.status, error.attempts) == ("TokenUnavailable", None, 0)
+    assert error.route == "DELETE /api/v1/recycled/{library_id}/{space_id}"
+    assert "no access token could be obtained: 500 InternalServerError: mint down" in str(error)
+    assert token_requests == 1 + 2 + 2  # the mint, then 2 renewals and 2 mints that failed
+    assert server.sent("/api/v1/token") == token_requests  # s3: none
+    assert server.sent(f"/api/v1/recycled/{LIBRARY}/") == 1
+
+
+async def test_a_run_whose_token_endpoint_dies_reports_what_was_sent() -> None:
+    """CLI, 20 spaces, the token lapsing while s1's DELETE takes a second and every later
+    mint failing: no row claims an HTTP 500 or an attempt for a DELETE never sent (each
+    says TokenUnavailable, 0 attempts) and the token endpoint gets 5 requests, not 4 more
+    per space."""
+    server = RawServer(MintThenFail(delay=1.1))
+    spaces = [f"s{i}" for i in range(1, 21)]
+    async with server.running() as url:
+        code, out, rows = await run_cli(
+            url, *spaces, "--concurrency", "1", credential=("--library-secret", LIBRARY_SECRET)
+        )
+    by_space = {str(r["space_id"]): r for r in rows}
+    assert len(by_space) == 20 and by_space["s1"]["outcome"] == "accepted", out[-3000:]
+    others = [by_space[s] for s in spaces[1:]]
+    assert {(r["error_code"], r["http_status"], r["attempts"]) for r in others} <= {
+        ("TokenUnavailable", None, 0),
+        ("NotStarted", None, 0),  # if the run stops at the first, as an auth failure
+    }
+    assert server.sent("/api/v1/token") == 5 and server.sent("/api/v1/recycled/") == 1
+    assert code in (1, 3) and b"Traceback" not in out
+
+
+async def test_a_rejected_token_that_cannot_be_replaced_is_reported_as_the_rejection() -> None:
+    """The DELETE is answered 403 InvalidAccessToken and the re-mint fails: the space's row
+    is that 403 after its one attempt, and the run stops as an auth failure (exit 2: nothing
+    was purged; the rest not started); it used to carry the mint's 500 and the mint's
+    attempts, and every remaining space cost another round of mint requests."""
+    server = RawServer(MintThenFail(delete="rejected"))
+    spaces = [f"s{i}" for i in range(1, 6)]
+    async with server.running() as url:
+        code, out, rows = await run_cli(
+            url, *spaces, "--concurrency", "1", credential=("--library-secret", LIBRARY_SECRET)
+        )
+    first = {str(r["space_id"]): r for r in rows}["s1"]
+    assert (first["http_status"], first["error_code"], first["attempts"]) == (
+        403,
+        "InvalidAccessToken",
+        1,
+    )
+    assert code == 2 and b"ABORTED: auth" in out, out[-3000:]
+    assert [r["error_code"] for r in rows[1:]] == ["NotStarted"] * 4
+    assert server.sent("/api/v1/token") == 1 + 2 and server.sent("/api/v1/recycled/") == 1

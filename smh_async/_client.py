@@ -238,7 +238,10 @@ class SMHClient:
                 await self.rate_limiter.acquire()
             token = path_token if request.auth == "path" else None
             if request.auth == "token":
-                token = await self._token_for(request, sent=attempt - 1)
+                try:
+                    token = await self._tokens.get()
+                except SMHError as exc:  # reported as this request's, not the mint call's
+                    raise token_unavailable(request, exc, attempt - 1) from None
             try:
                 ATTEMPTS_SENT.set(attempt)  # for a space cut off in flight (see _bulk)
                 response = await self._attempt(request, token)
@@ -273,14 +276,6 @@ class SMHClient:
                 raise error
             self._log_retry(request, error, attempt, wait, reason="retryable")
             await anyio.sleep(wait)
-
-    async def _token_for(self, request: Request, *, sent: int) -> str:
-        """The token for the next attempt of ``request``. If none can be had, the error is
-        this request's (``sent``: its requests sent so far), not the mint call's."""
-        try:
-            return await self._tokens.get()
-        except SMHError as exc:
-            raise token_unavailable(request, exc, sent) from None
 
     def _log_retry(
         self, request: Request, error: SMHError, attempt: int, wait: float, *, reason: str
@@ -321,7 +316,10 @@ class SMHClient:
                 proxy=self._proxy,
                 proxy_headers=self._proxy_headers,
             ) as resp:
-                body = await _read_body(resp)
+                if _length_known_and_small(resp):  # the hot path: a 204, no coroutine more
+                    body: bytes | None = await resp.read()
+                else:
+                    body = await _read_capped(resp)
                 reply = Response(resp.status, resp.headers, body or b"", self._known_secrets(token))
                 if body is not None:
                     return reply
@@ -553,15 +551,22 @@ def _paging_inconsistent(
     )
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> bytes | None:
+def _length_known_and_small(resp: aiohttp.ClientResponse) -> bool:
+    """True if the body can be read whole: none (a 204), or a declared length within
+    :data:`MAX_BODY` that nothing inflates."""
+    if resp.status == 204:
+        return True
+    length = resp.content_length
+    return length is not None and length <= MAX_BODY and "Content-Encoding" not in resp.headers
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
     """The reply's whole body, or None once it passes :data:`MAX_BODY` bytes: a declared
     length is checked before reading, a chunked or compressed body (whose size only shows
     as it is inflated) is read in pieces and given up on past the limit."""
     length = resp.content_length
     if length is not None and length > MAX_BODY:
         return None
-    if resp.status == 204 or (length is not None and "Content-Encoding" not in resp.headers):
-        return await resp.read()  # the hot path: nothing, or a length already checked
     content, chunks, size = resp.content, [], 0
     # Small reads: aiohttp inflates (and buffers) as much as the read asks for at once.
     while chunk := await content.read(min(READ_PIECE, MAX_BODY + 1 - size)):

@@ -241,6 +241,7 @@ class SMHClient:
                 try:
                     token = await self._tokens.get()
                 except SMHError as exc:  # reported as this request's, not the mint call's
+                    rejected.clear()  # no token in this frame's locals for a traceback
                     raise token_unavailable(request, exc, attempt - 1) from None
             try:
                 ATTEMPTS_SENT.set(attempt)  # for a space cut off in flight (see _bulk)
@@ -325,6 +326,7 @@ class SMHClient:
                     return reply
                 # Leaving the block unread closes the connection: the rest is never read.
                 failure = proto.body_too_large(request, reply, MAX_BODY)
+                del resp  # its repr holds the URL, token included (see below)
         except asyncio.TimeoutError as exc:  # not an OSError before Python 3.11
             failure = SMHTimeoutError(
                 f"{type(exc).__name__}: no complete reply within {self.settings.timeout:g} s"

@@ -383,6 +383,20 @@ async def test_an_oversized_404_keeps_its_status_and_is_not_retried() -> None:
     assert (caught.value.status, caught.value.attempts, caught.value.retryable) == (404, 1, False)
     assert caught.value.message == "HTTP 404 with a body over 16777216 bytes (not read)"
     assert server.sent("/api/v1/recycled/") == 1
+    assert_no_token_in_locals(caught.value)
+
+
+def assert_no_token_in_locals(error: BaseException, token: str = TOKEN, frames: int = 2) -> None:
+    """No frame of smh-async in ``error``'s traceback holds the token in a local (a
+    traceback renderer that shows locals would print it); at least ``frames`` checked."""
+    tb, checked = error.__traceback__, 0
+    while tb is not None:
+        if "smh_async" in tb.tb_frame.f_code.co_filename:
+            checked += 1
+            for name, value in tb.tb_frame.f_locals.items():
+                assert token not in repr(value), (tb.tb_frame.f_code.co_name, name)
+        tb = tb.tb_next
+    assert checked >= frames
 
 
 # ---------------------------------------------------------------- P5: paging that never ends
@@ -554,6 +568,7 @@ async def test_a_request_that_gets_no_token_says_so_and_the_mint_is_not_retried_
     assert token_requests == 1 + 2 + 2  # the mint, then 2 renewals and 2 mints that failed
     assert server.sent("/api/v1/token") == token_requests  # s3: none
     assert server.sent(f"/api/v1/recycled/{LIBRARY}/") == 1
+    assert_no_token_in_locals(error, MINTED, frames=1)
 
 
 async def test_a_run_whose_token_endpoint_dies_reports_what_was_sent() -> None:

@@ -22,6 +22,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from smh_async import _outcomes as outcomes
+from smh_async._auth import TOKEN_UNAVAILABLE
 from smh_async._cancel import cancel_requested, stray
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
@@ -55,7 +56,13 @@ USAGE_BATCH = 100
 IDS_PER_CHECKPOINT = 1024
 # Auth failures that a fresh token did not cure apply to every space: stop at once.
 FATAL_AUTH_CODES = frozenset(
-    {"InvalidAccessToken", "NoPermission", "AccessTokenNotMatchLibrary", "WrongLibraryIdOrSecret"}
+    {
+        "InvalidAccessToken",
+        "NoPermission",
+        "AccessTokenNotMatchLibrary",
+        "WrongLibraryIdOrSecret",
+        TOKEN_UNAVAILABLE,  # no token could be minted (the endpoint is down): none will be
+    }
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import sys
 import time
@@ -14,12 +15,17 @@ from urllib.parse import quote
 
 import aiohttp
 import anyio
-from pydantic import SecretStr
 from yarl import URL
 
 from smh_async import _protocol as proto
-from smh_async._auth import LibrarySecretToken, StaticToken, TokenProvider
-from smh_async._errors import SMHConfigError, SMHError, SMHTimeoutError, SMHTransportError
+from smh_async._auth import LibrarySecretToken, StaticToken, TokenProvider, token_unavailable
+from smh_async._errors import (
+    KnownSecrets,
+    SMHConfigError,
+    SMHError,
+    SMHTimeoutError,
+    SMHTransportError,
+)
 from smh_async._limits import ensure_open_files
 from smh_async._logging import library_logger
 from smh_async._models import (
@@ -42,7 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["SMHClient"]
 
 MAX_BODY = 16 * 1024 * 1024
+READ_PIECE = 256 * 1024  # bytes asked for at a time from a body of unknown size
 USAGE_BATCH = 100
+BIN_PAGE = 1000  # recycle-bin items per page when counting a bin (the API's maximum)
 # Connections beyond the worker count, so listing/usage calls never queue behind purges.
 SPARE_CONNECTIONS = 8
 # Re-sends allowed per request, beyond max_attempts, when the server closed the pooled
@@ -84,6 +92,7 @@ class SMHClient:
         self._borrowed = session
         self._slots: asyncio.Semaphore | None = None  # owned session only
         self._token_query: tuple[str | None, str] = (None, "")  # (token, encoded query)
+        self._known: tuple[str | None, KnownSecrets] | None = None  # (token, its KnownSecrets)
         self._attempt_timeout = aiohttp.ClientTimeout(
             total=settings.timeout, sock_connect=settings.connect_timeout
         )
@@ -254,7 +263,11 @@ class SMHClient:
                 await self.rate_limiter.acquire()
             token = path_token if request.auth == "path" else None
             if request.auth == "token":
-                token = await self._tokens.get()
+                try:
+                    token = await self._tokens.get()
+                except SMHError as exc:  # reported as this request's, not the mint call's
+                    rejected = None  # no token in this frame's locals for a traceback
+                    raise token_unavailable(request, exc, attempt - 1) from None
             try:
                 ATTEMPTS_SENT.set(attempt)  # for a space cut off in flight (see _bulk)
                 response = await self._attempt(request, token)
@@ -262,9 +275,9 @@ class SMHClient:
                     return response, attempt
                 error: SMHError = proto.error_from_response(request, response)
                 del response  # the unscrubbed reply: the error holds the scrubbed facts
-            except SMHTransportError as exc:
+            except SMHError as exc:  # no usable reply (or one too large to read)
                 error = exc
-            _forget_credentials(error, token, self.settings.library_secret)
+            _forget_credentials(error, self._known_secrets(token))
             error.attempts = attempt
             if (
                 request.auth == "token"
@@ -325,7 +338,7 @@ class SMHClient:
         slots = self._slots
         if slots is not None:
             await slots.acquire()
-        failure: SMHTransportError
+        failure: SMHError
         try:
             async with session.request(
                 request.method,
@@ -335,15 +348,16 @@ class SMHClient:
                 proxy=self._proxy,
                 proxy_headers=self._proxy_headers,
             ) as resp:
-                if (resp.content_length or 0) > MAX_BODY:
-                    raise SMHTransportError(
-                        f"reply body of {resp.content_length} bytes exceeds {MAX_BODY}",
-                        status=resp.status,
-                        route=request.template,
-                        space_id=request.space_id,
-                    )
-                body = await resp.read()
-                return Response(resp.status, resp.headers, body)
+                if _length_known_and_small(resp):  # the hot path: a 204, no coroutine more
+                    body: bytes | None = await resp.read()
+                else:
+                    body = await _read_capped(resp)
+                reply = Response(resp.status, resp.headers, body or b"", self._known_secrets(token))
+                if body is not None:
+                    return reply
+                # Leaving the block unread closes the connection: the rest is never read.
+                failure = proto.body_too_large(request, reply, MAX_BODY)
+                del resp  # its repr holds the URL, token included (see below)
         except asyncio.TimeoutError as exc:  # not an OSError before Python 3.11
             failure = SMHTimeoutError(
                 f"{type(exc).__name__}: no complete reply within {self.settings.timeout:g} s"
@@ -362,12 +376,24 @@ class SMHClient:
         del url, token
         raise failure
 
+    def _known_secrets(self, token: str | None) -> KnownSecrets:
+        """The credentials a request with ``token`` carries, to blank out of its reply
+        (built once per token: the same one serves every request until it changes)."""
+        known = self._known
+        if known is None or known[0] != token:
+            secret = self.settings.library_secret
+            known = self._known = (
+                token,
+                KnownSecrets(token, secret.get_secret_value() if secret else None),
+            )
+        return known[1]
+
     @staticmethod
     def _transport_error(request: Request, exc: BaseException) -> SMHTransportError:
         if isinstance(exc, SMHTransportError):
             return exc
         cls = SMHTimeoutError if isinstance(exc, TimeoutError) else SMHTransportError
-        detail = str(exc)
+        detail = _without_urls(exc)
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         error = cls(text, route=request.template, space_id=request.space_id)
         error.stale_connection = isinstance(exc, aiohttp.ServerDisconnectedError)
@@ -438,15 +464,29 @@ class SMHClient:
         )
 
     async def iter_spaces(self, *, page_size: int = 1000) -> AsyncIterator[Space]:
-        """Every tenant space of the library, following list markers page by page."""
+        """Every tenant space of the library, following list markers page by page.
+
+        A listing going round in circles (a marker handed out before, a page of spaces
+        listed before) ends there, with a warning: every space it held was listed.
+        """
         marker: str | None = None
+        guard = proto.PagingGuard()
+        pages = 0
         while True:
             request = proto.list_spaces(self.library_id, marker=marker, limit=page_size)
             response, _ = await self.call(request)
             spaces, marker = proto.decode_space_page(request, response, marker)
+            pages += 1
+            if guard.page_seen(spaces):
+                if marker is not None:  # (None: a last page that names its own marker)
+                    _paging_inconsistent("spaces", "page_repeated", pages=pages)
+                return
             for space in spaces:
                 yield space
             if marker is None:
+                return
+            if guard.marker_seen(marker):
+                _paging_inconsistent("spaces", "marker_repeated", pages=pages)
                 return
 
     async def list_recycle_bin(
@@ -458,15 +498,30 @@ class SMHClient:
         return proto.decode_bin_page(request, response)
 
     async def recycle_bin_totals(self, space_id: str) -> tuple[int, int]:
-        """``(items, bytes)`` currently in a space's recycle bin (reads every page)."""
+        """``(items, bytes)`` currently in a space's recycle bin (reads every page).
+
+        Ends once ``totalNum`` items were counted, or with a warning on a page that cannot
+        be followed by more: a short or empty one, or a repeat of the one before (a
+        ``totalNum`` the pages never reach cost tens of thousands of requests per space).
+        """
         count, size, page = 0, 0, 1
+        previous: tuple[int, ...] = ()
         while True:
-            result = await self.list_recycle_bin(space_id, page=page, page_size=1000)
-            count += len(result.items)
+            result = await self.list_recycle_bin(space_id, page=page, page_size=BIN_PAGE)
+            ids = tuple(item.item_id for item in result.items)
+            if ids and ids == previous:
+                _paging_inconsistent("recycle_bin", "page_repeated", space_id, pages=page)
+                return count, size
+            count += len(ids)
             size += sum(item.size for item in result.items)
             total = result.total if result.total is not None else count
-            if not result.items or count >= total:
+            if count >= total:
                 return count, size
+            if len(ids) < BIN_PAGE:
+                reason = "short_page" if ids else "empty_page"
+                _paging_inconsistent("recycle_bin", reason, space_id, pages=page, total=total)
+                return count, size
+            previous = ids
             page += 1
 
     async def space_size(self, space_id: str) -> int:
@@ -565,21 +620,69 @@ class _RejectedTokens:
         return f"<{len(self._tokens)} rejected token(s)>"
 
 
+def _paging_inconsistent(
+    listing: str, reason: str, space_id: str | None = None, **counts: int
+) -> None:
+    """Warn that a listing was ended early because the server's paging did not add up
+    (what it did list was all used)."""
+    library_logger().warning(
+        "smh.paging.inconsistent", listing=listing, reason=reason, space_id=space_id, **counts
+    )
+
+
+def _length_known_and_small(resp: aiohttp.ClientResponse) -> bool:
+    """True if the body can be read whole: none (a 204), or a declared length within
+    :data:`MAX_BODY` that nothing inflates."""
+    if resp.status == 204:
+        return True
+    length = resp.content_length
+    return length is not None and length <= MAX_BODY and "Content-Encoding" not in resp.headers
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
+    """The reply's whole body, or None once it passes :data:`MAX_BODY` bytes: a declared
+    length is checked before reading, a chunked or compressed body (whose size only shows
+    as it is inflated) is read in pieces and given up on past the limit."""
+    length = resp.content_length
+    if length is not None and length > MAX_BODY:
+        return None
+    content, chunks, size = resp.content, [], 0
+    # Small reads: aiohttp inflates (and buffers) as much as the read asks for at once.
+    while chunk := await content.read(min(READ_PIECE, MAX_BODY + 1 - size)):
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _encode(params: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
 
 
-def _forget_credentials(error: SMHError, token: str | None, secret: SecretStr | None) -> None:
-    """Blank out credential values a server echoed back verbatim (``scrub`` only catches
-    them in ``access_token=`` form), so reports and callers never receive them."""
-    values = [v for v in (token, secret.get_secret_value() if secret else None) if v]
+def _forget_credentials(error: SMHError, known: KnownSecrets) -> None:
+    """Blank out credential values in an error's text once more: errors built from a reply
+    had them removed before their text was cut (``Response.known_secrets``); this also
+    covers those built from elsewhere (a transport error's text)."""
     for name in ("message", "code", "request_id"):
         text = getattr(error, name)
-        if text and any(v in text for v in values):
-            for value in values:
-                text = text.replace(value, "[REDACTED]")
-            setattr(error, name, text)
+        if text:
+            setattr(error, name, known.redact(text))
     error.args = (error.message,)
+
+
+# aiohttp's exception texts name the URL (``url='http://…?access_token=…'``); ours never do.
+_URL_FIELD = re.compile(r",?\s*(?:real_)?url=(?:URL\()?'[^']*'\)?")
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+
+
+def _without_urls(exc: BaseException) -> str:
+    """aiohttp's text for ``exc`` with no URL left in it: logs and errors carry the route
+    template instead. A ClientResponseError (also aiohttp's verdict on a malformed reply,
+    such as a 204 with a body) is told by its status and message, without its URL."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{exc.status}, message: {exc.message}"
+    return _URL.sub("<url>", _URL_FIELD.sub("", str(exc)))
 
 
 def _version() -> str:

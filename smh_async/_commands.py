@@ -22,6 +22,7 @@ from typing import Any, TextIO, cast
 import anyio
 import structlog
 
+from smh_async._auth import LibrarySecretToken
 from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
 from smh_async._client import SMHClient
@@ -80,15 +81,25 @@ def _secrets(settings: SMHSettings) -> list[str]:
 
 def _setup(
     args: argparse.Namespace, err: SafeStream, status: StatusLine | None = None
-) -> SMHSettings:
+) -> tuple[SMHSettings, Redactor]:
     settings = load_settings(args)
     level = args.log_level or ("warning" if status is not None else "info")
     # StatusLine is file-like (write/flush/isatty), which is all structlog's WriteLogger uses.
     stream = cast("TextIO", status if status is not None else err)
-    configure_cli_logging(
+    redactor = configure_cli_logging(
         fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
     )
-    return settings
+    return settings, redactor
+
+
+def _client(settings: SMHSettings, redactor: Redactor) -> SMHClient:
+    """The client, with each token it mints masked in the log from then on, like the
+    configured token and secret (a server may echo one where no pattern would catch it)."""
+    client = SMHClient(settings)
+    provider = client.token_provider
+    if isinstance(provider, LibrarySecretToken):
+        provider.on_token = redactor.learn
+    return client
 
 
 # ---------------------------------------------------------------- purge
@@ -235,7 +246,7 @@ async def purge_command(args: argparse.Namespace) -> int:
     # Logs and the live line survive a reader that goes away (see SafeStream).
     err = SafeStream(sys.stderr)
     status = StatusLine(cast("TextIO", err)) if shows_status_line(args) else None
-    settings = _setup(args, err, status)
+    settings, redactor = _setup(args, err, status)
     targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
     skip = TargetFilter(shard, _resume_set(args.resume) if args.resume else None)
     reports = _Reports(args)
@@ -243,7 +254,7 @@ async def purge_command(args: argparse.Namespace) -> int:
     if shard is not None:  # every event of a shard's run says which shard it is
         structlog.contextvars.bind_contextvars(shard=str(shard))
     with _tuned_gc(), _SignalGate() as gate:
-        code = await _run_purge(args, settings, targets, skip, reports, status, err, gate)
+        code = await _run_purge(args, settings, targets, skip, reports, status, err, gate, redactor)
         if gate.late:
             structlog.get_logger("smh_async.cli").warning(
                 "purge.signal_ignored", signals=gate.late, reason="the run was already finishing"
@@ -260,9 +271,10 @@ async def _run_purge(
     status: StatusLine | None,
     err: SafeStream,
     gate: _SignalGate,
+    redactor: Redactor,
 ) -> int:
     on_progress, interval = _progress(args, status)
-    async with SMHClient(settings) as client:
+    async with _client(settings, redactor) as client:
         if settings.library_secret is not None and settings.access_token is None:
             await _preflight(client)
         run = PurgeRun(
@@ -538,8 +550,8 @@ class _SignalGate:
 
 async def spaces_command(args: argparse.Namespace) -> int:
     """``smh-async spaces``: every space id of the library, one per line."""
-    settings = _setup(args, SafeStream(sys.stderr))
-    async with SMHClient(settings) as client:
+    settings, redactor = _setup(args, SafeStream(sys.stderr))
+    async with _client(settings, redactor) as client:
         try:
             async for space in client.iter_spaces():
                 sys.stdout.write(space.space_id + "\n")
@@ -547,9 +559,7 @@ async def spaces_command(args: argparse.Namespace) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (silences the exit flush)
             return EXIT_OK
         except SMHError as exc:
-            print(
-                f"smh-async: error: {Redactor(_secrets(settings)).text(str(exc))}", file=sys.stderr
-            )
+            print(f"smh-async: error: {redactor.text(str(exc))}", file=sys.stderr)
             # A credential problem (wrong secret, rejected token) is exit 2, as for purge.
             auth = isinstance(exc, SMHAuthError) or exc.code in FATAL_AUTH_CODES
             return EXIT_USAGE if auth else EXIT_FAILED

@@ -22,6 +22,7 @@ Errors subclass the matching built-in so callers can catch either (anyio's habit
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = [
@@ -39,24 +40,113 @@ __all__ = [
     "scrub",
 ]
 
+REDACTED = "[REDACTED]"
+
 _MAX_TEXT = 300
 # Query parameters and path forms that carry credentials in the SMH API.
 _SECRET_QUERY = re.compile(r"(?i)((?:access_token|library_secret|token|secret)=)[^&\s\"'<>]*")
 _TOKEN_PATH = re.compile(r"(/api/v1/token/[^/\s?]+/)[^/\s?\"'<>]+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# C0 and C1 control characters, line breaks included (one error is one line of a log);
+# the second form keeps tabs and line breaks, for multi-line log values (tracebacks).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Lone surrogates: undecodable bytes that aiohttp (surrogateescape) or JSON ("\\udc80") let
+# through. No UTF-8 writer accepts them: one in a report row stopped the whole run.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def scrub(text: str, *, limit: int = _MAX_TEXT) -> str:
-    """Remove credentials and control characters from outside text and cap its length.
+# Characters percent-encoding leaves as they are (RFC 3986 "unreserved").
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_SHORTEST_SECRET = 4  # shorter values would blank out ordinary words
+
+
+class KnownSecrets:
+    """The credential values a request carried (token, library secret), to blank out of
+    whatever the server sends back: verbatim, or percent-encoded as they were on the wire
+    (``Tok%2Ben%2F…``, either hex case, a space also as ``+``). Its repr shows none of them.
+    """
+
+    __slots__ = ("_anchors", "_pattern")
+
+    def __init__(self, *values: str | None) -> None:
+        kept = {v for v in values if v and len(v) >= _SHORTEST_SECRET}
+        # Longest first, so a value that contains another is blanked out whole.
+        self._pattern = _echoes(tuple(sorted(kept, key=len, reverse=True))) if kept else None
+        # Every copy of a value holds its longest run of unreserved characters as is (they
+        # are never encoded): looking for those runs first spares the regex on nearly every
+        # text (this runs for the request id of every reply). None: no usable run.
+        runs = [_longest_unreserved_run(v) for v in kept]
+        self._anchors = tuple(runs) if all(len(r) >= _SHORTEST_SECRET for r in runs) else None
+
+    def __repr__(self) -> str:
+        return "KnownSecrets(**********)"
+
+    def redact(self, text: str) -> str:
+        """``text`` with every copy of a known value replaced by ``[REDACTED]``."""
+        pattern, anchors = self._pattern, self._anchors
+        if pattern is None or (anchors is not None and not any(a in text for a in anchors)):
+            return text
+        return pattern.sub(REDACTED, text)
+
+
+def _longest_unreserved_run(value: str) -> str:
+    return max(re.findall(r"[A-Za-z0-9._~-]+", value), key=len, default="")
+
+
+@functools.lru_cache(maxsize=16)  # one per token in use: built once, not per request
+def _echoes(values: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(_echo_of(v) for v in values))
+
+
+def _echo_of(value: str) -> str:
+    """A regex for ``value`` where each character that percent-encoding changes may also
+    appear as its %XX bytes."""
+    parts = []
+    for ch in value:
+        if ch in _UNRESERVED:
+            parts.append(ch)
+            continue
+        utf8 = ch.encode("utf-8", "surrogatepass")
+        encoded = "".join(f"%{_hex_digit(b >> 4)}{_hex_digit(b & 15)}" for b in utf8)
+        plus = "|\\+" if ch == " " else ""
+        parts.append(f"(?:{re.escape(ch)}|{encoded}{plus})")
+    return "".join(parts)
+
+
+def _hex_digit(n: int) -> str:
+    """One hex digit as a regex, either case (``[Bb]``)."""
+    return f"[{n:X}{n:x}]" if n > 9 else str(n)
+
+
+def scrub(
+    text: str,
+    *,
+    limit: int = _MAX_TEXT,
+    lines: bool = False,
+    known: KnownSecrets | None = None,
+) -> str:
+    """Remove credentials, control characters and lone surrogates from outside text and cap
+    its length.
 
     Used on everything that comes from the network or from third-party exceptions before it
     is stored in an error (aiohttp puts full URLs, query string included, in exception text).
+    What is left can be written anywhere: a UTF-8 report, a JSON log line, a terminal.
+    ``lines`` keeps tabs and line breaks (a log's traceback), which are otherwise spaces.
+    ``known`` values are blanked out first, in the whole text: cut first, a token at the cut
+    would survive in part.
     """
+    if known is not None:
+        text = known.redact(text)
+    if len(text) > 2 * limit + 64:
+        # The patterns below need a key (``access_token=``) or route before a value, so a
+        # cut cannot hide one from them; cut first, they do not scan megabytes.
+        text = text[: 2 * limit + 64]
     if "=" in text or "/api/v1/token/" in text or not text.isprintable():
         text = _SECRET_QUERY.sub(r"\1[REDACTED]", text)
         text = _TOKEN_PATH.sub(r"\1[REDACTED]", text)
-        text = _CONTROL.sub(" ", text)
-    text = text.strip()  # (the fast path above skips three regexes for ordinary text)
+        text = (_CONTROL_BUT_LINES if lines else _CONTROL).sub(" ", text)
+        text = _SURROGATE.sub("\ufffd", text)
+    text = text.strip()  # (the fast path above skips four regexes for ordinary text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
@@ -77,12 +167,14 @@ class SMHError(Exception):
         space_id: str | None = None,
         route: str | None = None,
         attempts: int = 0,
+        known_secrets: KnownSecrets | None = None,
     ) -> None:
-        self.message = scrub(message)
+        known = known_secrets  # the credentials the request carried, if the caller knows them
+        self.message = scrub(message, known=known)
         self.status = status
         # code and request id come from the server too: a gateway may echo the URL in them.
-        self.code = scrub(code, limit=100) if code else code
-        self.request_id = scrub(request_id, limit=200) if request_id else request_id
+        self.code = scrub(code, limit=100, known=known) if code else code
+        self.request_id = scrub(request_id, limit=200, known=known) if request_id else request_id
         self.space_id = space_id
         self.route = route
         self.attempts = attempts

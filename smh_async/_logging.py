@@ -24,6 +24,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
+from urllib.parse import quote
 
 import structlog
 import structlog._config as _structlog_config
@@ -36,6 +37,7 @@ __all__ = ["LOGGER_NAME", "Redactor", "configure_cli_logging", "library_logger"]
 
 LOGGER_NAME = "smh_async"
 REDACTED = "[REDACTED]"
+LEARNED_MAX = 32  # minted tokens a Redactor keeps masking (a run mints a few)
 _SECRET_KEY = re.compile(r"(?i)(^|_)(access_?token|token|secret|password|authorization|signature)$")
 
 
@@ -188,8 +190,19 @@ class Redactor:
     """structlog processor that removes secrets from every event before rendering."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._known = {s for s in secrets if s and len(s) >= 4}
+        self._learned: list[str] = []  # tokens minted during the run, the latest last
+        self._secrets = sorted(self._known, key=len, reverse=True)
         self._secret_keys: dict[str, bool] = {}  # event keys repeat: match each name once
+
+    def learn(self, secret: str) -> None:
+        """Mask ``secret`` from now on, also percent-encoded (as it was in the URL): a token
+        minted during the run. The latest :data:`LEARNED_MAX` are kept."""
+        for value in (secret, quote(secret, safe="")):
+            if len(value) >= 4 and value not in self._known and value not in self._learned:
+                self._learned.append(value)
+        del self._learned[:-LEARNED_MAX]
+        self._secrets = sorted({*self._known, *self._learned}, key=len, reverse=True)
 
     def _is_secret_key(self, key: str) -> bool:
         known = self._secret_keys.get(key)
@@ -236,7 +249,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        return scrub(text, limit=1_000_000)
+        return scrub(text, limit=1_000_000, lines=True)
 
 
 def _json_fallback(obj: Any) -> Any:
@@ -276,10 +289,11 @@ def configure_cli_logging(
     level: str = "info",
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
-) -> None:
+) -> Redactor:
     """Configure structlog for the command line: JSON off a TTY, console on one.
 
     Called by the CLI only. Exceptions are rendered as text and scrubbed like everything else.
+    Returns the redactor, to be told the tokens minted later (:meth:`Redactor.learn`).
     """
     out: TextIO | SafeStream = stream if stream is not None else SafeStream(sys.stderr)
     if fmt == "auto":
@@ -307,3 +321,4 @@ def configure_cli_logging(
     # Third-party wire logging can expose URLs (and so the token): keep it quiet.
     for noisy in ("aiohttp", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return redactor

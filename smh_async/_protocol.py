@@ -19,22 +19,28 @@ from typing import Any, Literal
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from smh_async._dedupe import FingerprintSet
 from smh_async._errors import (
     InvalidSpaceIdError,
+    KnownSecrets,
     SMHAuthError,
     SMHDecodeError,
+    SMHError,
     SMHNotFoundError,
     SMHRateLimitedError,
     SMHResponseError,
     SMHServerError,
+    scrub,
 )
 from smh_async._models import RecycleBinPage, RecycledItem, Space, SpaceUsage
 
 __all__ = [
     "TOKEN_PLACEHOLDER",
+    "PagingGuard",
     "Request",
     "Response",
     "TokenGrant",
+    "body_too_large",
     "check_empty_bin",
     "check_path_segment",
     "decode_bin_page",
@@ -53,7 +59,12 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"LibraryInitializing", "PathConflict"})
 REAUTH_CODE = "InvalidAccessToken"
 MAX_SEGMENT = 256
+_MASK64 = (1 << 64) - 1
+MAX_TOKEN_LIFETIME = 315_360_000  # seconds: SMH's longest token period (10 years)
+REQUEST_ID_LIMIT = 200  # characters of a server's request id kept (as in SMHError)
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 "unreserved": never changes the path
+# A lone surrogate (JSON "\udc80") cannot be written as UTF-8: not to a report, not to stdout.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 AuthKind = Literal["token", "secret", "path"]
@@ -117,11 +128,17 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What came back: status, headers (looked up case-insensitively) and the raw body."""
+    """What came back: status, headers (looked up case-insensitively) and the raw body.
+
+    ``known_secrets`` are the credentials the request carried (the client sets them): every
+    text taken from this reply (request id, error fields) has them blanked out before it is
+    cut to length or stored.
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+    known_secrets: KnownSecrets | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """Header value by case-insensitive name, or None."""
@@ -133,8 +150,12 @@ class Response:
 
     @property
     def request_id(self) -> str | None:
-        """The server's request id from ``X-Request-Id`` (or SMH's alternative header)."""
-        return self.header("X-Request-Id") or self.header("X-Smh-Request-Id")
+        """The server's request id from ``X-Request-Id`` (or SMH's alternative header),
+        scrubbed: it goes into a 204's report row as it does into an error."""
+        raw = self.header("X-Request-Id") or self.header("X-Smh-Request-Id")
+        if not raw:
+            return None
+        return scrub(raw, limit=REQUEST_ID_LIMIT, known=self.known_secrets) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,8 +292,27 @@ def error_from_response(request: Request, response: Response) -> SMHResponseErro
     Accepts SMH's ``{code, message, requestId}`` JSON, but also a gateway's HTML page, an
     empty body or malformed JSON: those keep the status and say what the body was.
     """
+    return _status_error(request, response, *_error_fields(response))
+
+
+def body_too_large(request: Request, response: Response, limit: int) -> SMHError:
+    """The error for a reply whose body passed ``limit`` bytes (``response`` holds none of
+    it): an error status keeps its meaning (a 404 is not retried, a 503 is), with a message
+    saying why its body was not read; a 2xx is a decode error (not what the API sends)."""
+    what = f"a body over {limit} bytes (not read)"
+    if 200 <= response.status < 300:
+        return _shape_error(request, response, f"a reply of at most {limit} bytes, got {what}")
+    return _status_error(request, response, None, f"HTTP {response.status} with {what}", None)
+
+
+def _status_error(
+    request: Request,
+    response: Response,
+    code: str | None,
+    message: str,
+    body_request_id: str | None,
+) -> SMHResponseError:
     status = response.status
-    code, message, body_request_id = _error_fields(response)
     retry_after = parse_retry_after(response.header("Retry-After"))
     kwargs: dict[str, Any] = {
         "status": status,
@@ -281,6 +321,7 @@ def error_from_response(request: Request, response: Response) -> SMHResponseErro
         "space_id": request.space_id,
         "route": request.template,
         "retry_after": retry_after,
+        "known_secrets": response.known_secrets,
     }
     cls: type[SMHResponseError]
     if status in (401, 403) or (status == 404 and code == "WrongLibraryIdOrSecret"):
@@ -318,13 +359,16 @@ def _error_fields(response: Response) -> tuple[str | None, str, str | None]:
         return None, what, None
     if not isinstance(data, dict):
         return None, f"error body is JSON {type(data).__name__}, not an object", None
-    code = data.get("code")
-    message = data.get("message")
     request_id = data.get("requestId") or data.get("reqId") or data.get("requestID")
+    if type(request_id) is int:  # a numeric id is still an id (bool is not)
+        request_id = str(request_id)
+    # Only text is taken: an object or a list here is not SMH's, and its Python repr would
+    # reach the report as if it were the server's words.
+    code, message = data.get("code"), data.get("message")
     return (
-        str(code) if code not in (None, "") else None,
-        str(message) if message else f"HTTP {response.status}",
-        str(request_id) if request_id else None,
+        code if isinstance(code, str) and code else None,
+        message if isinstance(message, str) and message else f"HTTP {response.status}",
+        request_id if isinstance(request_id, str) and request_id else None,
     )
 
 
@@ -363,6 +407,7 @@ def decode_json(request: Request, response: Response) -> Any:
             request_id=response.request_id,
             space_id=request.space_id,
             route=request.template,
+            known_secrets=response.known_secrets,
         ) from None
 
 
@@ -406,12 +451,20 @@ def _opt_int(request: Request, response: Response, value: Any) -> int | None:
 
 
 def decode_token(request: Request, response: Response) -> TokenGrant:
-    """``{"accessToken", "expiresIn"}`` → :class:`TokenGrant`."""
+    """``{"accessToken", "expiresIn"}`` → :class:`TokenGrant`.
+
+    ``expiresIn`` is capped at :data:`MAX_TOKEN_LIFETIME`: SMH grants no longer, and a
+    401-digit lifetime crashed the renewal schedule (OverflowError); a negative one is
+    refused.
+    """
     data = _object(request, response, "accessToken")
     token = data["accessToken"]
     if not isinstance(token, str) or not token:
         raise _shape_error(request, response, "a non-empty accessToken")
-    return TokenGrant(token, _int(request, response, data.get("expiresIn", 86400)))
+    expires_in = _int(request, response, data.get("expiresIn", 86400))
+    if expires_in < 0:
+        raise _shape_error(request, response, "a non-negative expiresIn")
+    return TokenGrant(token, min(expires_in, MAX_TOKEN_LIFETIME))
 
 
 def decode_space_page(
@@ -430,14 +483,44 @@ def decode_space_page(
     for row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("spaceId"), str):
             raise _shape_error(request, response, "spaces with a spaceId")
+        space_id = row["spaceId"]
+        if not space_id.isascii():  # never a valid id; made writable to be reported as such
+            space_id = _SURROGATE.sub("\ufffd", space_id)
         spaces.append(
-            Space(row["spaceId"], str(row.get("userId") or ""), str(row.get("creationTime") or ""))
+            Space(space_id, str(row.get("userId") or ""), str(row.get("creationTime") or ""))
         )
     following = data["nextMarker"] if "nextMarker" in data else data.get("marker")
     following = str(following) if following not in (None, "") else None
     if not spaces or following == sent_marker:
         following = None
     return spaces, following
+
+
+class PagingGuard:
+    """Notices a space listing going round in circles, so that it can end.
+
+    A marker handed out before (a → b → a), or a page holding exactly the spaces of an
+    earlier page (a new marker each time, the same page: a listing that never ends), means
+    the server's paging is inconsistent. Memory: one 8-byte fingerprint per page (a
+    thousand spaces), not per space: a listing may hold millions.
+    """
+
+    __slots__ = ("_markers", "_pages")
+
+    def __init__(self) -> None:
+        self._markers = FingerprintSet(64)
+        self._pages = FingerprintSet(64)
+
+    def page_seen(self, spaces: Sequence[Space]) -> bool:
+        """True if an earlier page held exactly these spaces (in any order)."""
+        if not spaces:
+            return False
+        ids = frozenset(space.space_id for space in spaces)
+        return not self._pages.add_fingerprint((hash(ids) & _MASK64) or 1)
+
+    def marker_seen(self, marker: str) -> bool:
+        """True if this marker was handed out before in this listing."""
+        return not self._markers.add(marker)
 
 
 def decode_bin_page(request: Request, response: Response) -> RecycleBinPage:

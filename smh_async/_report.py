@@ -121,7 +121,12 @@ class ReportWriter:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sealed_torn_line = self.append and ends_mid_line(self.path)
-        self._file = self.path.open("a" if self.append else "w", encoding="utf-8")
+        # A lone surrogate (an undecodable byte of a space id given on the command line)
+        # is written as its JSON escape, \udcff: the row stays valid JSON and reads back
+        # as the same id, where a strict encoder would lose the row in a traceback.
+        self._file = self.path.open(
+            "a" if self.append else "w", encoding="utf-8", errors="backslashreplace"
+        )
         if self.sealed_torn_line:
             try:
                 self._file.write("\n")
@@ -495,6 +500,14 @@ def concatenate_reports(paths: Sequence[StrPath], output: StrPath | None = None)
     return summary
 
 
+def _open_output(path: Path, mode: str) -> IO[Any]:
+    """Open an output: in text mode UTF-8 with a lone surrogate escaped (see
+    :meth:`ReportWriter.open`)."""
+    if "b" in mode:
+        return open(path, mode)
+    return open(path, mode, encoding="utf-8", errors="backslashreplace")
+
+
 @contextmanager
 def _replacing(output: StrPath, mode: str) -> Iterator[IO[Any]]:
     """Write ``output`` beside itself and move it into place once complete, so the output
@@ -508,13 +521,13 @@ def _replacing(output: StrPath, mode: str) -> Iterator[IO[Any]]:
     """
     target = Path(output)
     if not is_regular_or_missing(target):
-        with open(target, mode, encoding=None if "b" in mode else "utf-8") as f:
+        with _open_output(target, mode) as f:
             yield f
         return
     target = target.resolve() if target.is_symlink() else target
     partial = target.with_name(target.name + ".partial")
     try:
-        with open(partial, mode, encoding=None if "b" in mode else "utf-8") as f:
+        with _open_output(partial, mode) as f:
             yield f
     except BaseException:
         partial.unlink(missing_ok=True)

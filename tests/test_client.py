@@ -8,6 +8,7 @@ import pytest
 
 from smh_async import (
     EmptyBinResult,
+    LibrarySecretToken,
     SMHAuthError,
     SMHClient,
     SMHConfigError,
@@ -20,6 +21,7 @@ from smh_async import (
     SMHTimeoutError,
     SMHTransportError,
 )
+from smh_async._protocol import TokenGrant
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY, make_settings
 
@@ -354,3 +356,37 @@ async def test_a_transport_error_keeps_no_trace_of_the_token(
         tb = tb.tb_next
     assert checked >= 2  # call() and _attempt() at least
     assert token not in str(error) and token not in repr(error)
+
+
+async def test_a_failed_mint_is_shared_and_not_repeated_within_the_cooldown() -> None:
+    """50 requests waiting for a token while the mint fails: one mint, and each request
+    gets that failure (they used to mint one after another, max_attempts requests each);
+    within the cool-down nothing is minted; after it, the next request mints again."""
+    calls = 0
+
+    async def mint() -> TokenGrant:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.05)
+        if calls == 1:
+            raise SMHServerError("mint down", status=500, code="InternalServerError")
+        return TokenGrant("tok-2", 3600)
+
+    provider = LibrarySecretToken(mint, mint_cooldown=0.3)
+    failures: list[SMHServerError] = []
+
+    async def request() -> None:
+        try:
+            await provider.get()
+        except SMHServerError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(request)
+    assert calls == 1 and len(failures) == 50
+    assert {(e.status, e.code) for e in failures} == {(500, "InternalServerError")}
+    assert not await provider.invalidate("tok-1")  # a rejected token is not replaced either
+    assert calls == 1
+    await anyio.sleep(0.3)
+    assert await provider.get() == "tok-2" and calls == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -318,3 +319,86 @@ def test_a_size_that_is_not_a_whole_number_is_a_decode_error(value: str) -> None
     body = f'{{"size": {value}}}'.encode()
     with pytest.raises(SMHDecodeError):
         proto.decode_size(proto.space_size("lib1", "s"), reply(200, body))
+
+
+def _plain(text: str | None) -> bool:
+    """Writable as UTF-8, without control characters or lone surrogates."""
+    assert text is not None
+    text.encode("utf-8")
+    return not [ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs")]
+
+
+def test_server_text_reaches_errors_without_surrogates_or_control_characters() -> None:
+    """A JSON message with an escaped lone surrogate and a terminal escape, a code with a
+    line break, a request id of non-UTF-8 header bytes: the error's fields are plain text
+    (lone surrogates become U+FFFD, control characters spaces), so a report can hold them."""
+    body = b'{"code": "Gone\\nAway", "message": "gone \\udc80 away\\u001b[2J", '
+    body += b'"requestId": "r\\ud800"}'
+    err = proto.error_from_response(EMPTY, reply(404, body))
+    assert (err.code, err.message, err.request_id) == (
+        "Gone Away",
+        "gone \ufffd away [2J",
+        "r\ufffd",
+    )
+    assert all(_plain(t) for t in (err.code, err.message, err.request_id, str(err), repr(err)))
+    binary = "abc\udcff\udcfe\udc80def"  # how aiohttp decodes the header bytes ff fe 80
+    err = proto.error_from_response(EMPTY, reply(503, b"", x_request_id=binary))
+    assert err.request_id == "abc\ufffd\ufffd\ufffddef" and _plain(str(err))
+
+
+def test_the_request_id_of_a_2xx_is_scrubbed_too() -> None:
+    """A 204's request id (it goes into the accepted space's report row) is cleaned like an
+    error's: no lone surrogate, no control character, capped; blank means none."""
+    ok = reply(204, x_request_id="abc\udcff\x1b\x85def" + "x" * 500)
+    assert ok.request_id is not None and _plain(ok.request_id) and len(ok.request_id) == 200
+    assert ok.request_id.startswith("abc\ufffd  def")
+    assert reply(204, x_request_id=" \x00 ").request_id is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"code": 123, "message": ["a", {"b": 1}], "requestId": {"x": [1, 2]}},
+            (None, "HTTP 400", "hdr"),
+        ),
+        ({"code": ["X"], "message": 5, "requestId": True}, (None, "HTTP 400", "hdr")),
+        ({"code": "Bad", "message": "m", "requestId": 12345}, ("Bad", "m", "12345")),
+    ],
+)
+def test_error_fields_that_are_not_text_are_dropped_not_shown_as_python_reprs(
+    fields: dict[str, object], expected: tuple[str | None, str, str | None]
+) -> None:
+    """A code or message that is not a string, or a request id that is neither a string nor
+    an integer, is left out (the header's id is used) instead of reaching the report as
+    ``"{'x': [1, 2]}"``."""
+    err = proto.error_from_response(EMPTY, reply(400, fields, x_request_id="hdr"))
+    assert (err.code, err.message, err.request_id) == expected
+
+
+def test_a_listed_space_id_with_a_lone_surrogate_stays_writable() -> None:
+    """A listing whose spaceId holds an escaped lone surrogate: the id keeps U+FFFD in its
+    place, so it can be printed (``smh-async spaces``) and reported as invalid."""
+    body = b'{"list": [{"spaceId": "s\\udc80x"}, {"spaceId": "ok"}]}'
+    spaces, _ = proto.decode_space_page(proto.list_spaces("lib1"), reply(200, body), None)
+    assert [s.space_id for s in spaces] == ["s\ufffdx", "ok"]
+    with pytest.raises(InvalidSpaceIdError):
+        proto.empty_recycle_bin("lib1", spaces[0].space_id)
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "expected"),
+    [("1" + "0" * 400, 315_360_000), ("86400", 86400), ("0", 0), ("-5", None)],
+)
+def test_token_lifetime_is_capped_at_ten_years_and_never_negative(
+    expires_in: str, expected: int | None
+) -> None:
+    """A 401-digit ``expiresIn`` is taken as SMH's longest period (10 years) instead of
+    crashing the renewal schedule with an OverflowError; a negative one is a decode error."""
+    body = f'{{"accessToken": "tok-x", "expiresIn": {expires_in}}}'.encode()
+    request = proto.create_token("lib1", grant="admin", period=300)
+    if expected is None:
+        with pytest.raises(SMHDecodeError, match="non-negative expiresIn"):
+            proto.decode_token(request, reply(200, body))
+    else:
+        assert proto.decode_token(request, reply(200, body)).expires_in == expected

@@ -168,8 +168,9 @@ async def test_requests_bypass_the_proxy_when_told_or_on_loopback(
 async def test_proxy_credentials_never_reach_errors_outcomes_or_logs(
     fake: FakeSMH, server: FakeServer, clear_proxy_env: pytest.MonkeyPatch
 ) -> None:
-    """A proxy URL with a password that cannot be reached: the spaces fail with a transport
-    error whose text, outcome and log events hold no trace of the password."""
+    """A proxy URL with a password that cannot be reached: the spaces fail (no token could
+    be minted through it: TokenUnavailable, quoting the transport error) and their text,
+    outcomes and log events hold no trace of the password."""
     ids = fake.add_spaces(LIBRARY, count=2, items_per_space=1, item_size=10)
     dead = _free_port()
     clear_proxy_env.setenv("HTTP_PROXY", f"http://ops:{PROXY_PASSWORD}@127.0.0.1:{dead}")
@@ -184,7 +185,8 @@ async def test_proxy_credentials_never_reach_errors_outcomes_or_logs(
         async with SMHClient(settings) as smh:
             summary = await smh.purge_all(ids, on_outcome=outcomes.append)
     assert summary.failed == 2 and len(outcomes) == 2
-    assert {o.error_code for o in outcomes} == {"SMHTransportError"}
+    assert {(o.error_code, o.attempts) for o in outcomes} == {("TokenUnavailable", 0)}
+    assert all("ClientProxyConnectionError" in str(o.error_message) for o in outcomes)
     text = repr(outcomes) + repr(logs) + repr(summary)
     assert "proxy" in text.lower() or "connect" in text.lower()
     assert PROXY_PASSWORD not in text

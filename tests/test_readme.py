@@ -159,3 +159,17 @@ def test_readme_configuration_table_matches_settings() -> None:
     documented = set(re.findall(r"^\| `(SMH_[A-Z0-9_]+)`", table, re.M))
     fields = {f"SMH_{name.upper()}" for name in SMHSettings.model_fields}
     assert sorted(fields - documented) == [] and sorted(documented - fields) == []
+
+
+def test_readme_says_exactly_what_is_retried() -> None:
+    """The Retries paragraph names every status and SMH code that is retried (it said
+    "Other 4xx are not retried" while 409 PathConflict and LibraryInitializing were)."""
+    from smh_async._protocol import RETRYABLE_CODES, RETRYABLE_STATUSES
+
+    text = README.read_text(encoding="utf-8")
+    paragraph = text[text.index("Retries: ") :].split("\n\n", 1)[0]
+    for status in sorted(RETRYABLE_STATUSES):
+        assert str(status) in paragraph, status
+    for code in sorted(RETRYABLE_CODES):
+        assert f"`{code}`" in paragraph, code
+    assert "Other 4xx are not retried" not in paragraph

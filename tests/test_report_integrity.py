@@ -457,3 +457,21 @@ async def test_report_spaces_file_errors_are_usage_errors(tmp_path: Path) -> Non
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith(b"smh-async: error: --") and b"Traceback" not in proc.stderr
     assert ids.read_text() == "s1\n"
+
+
+@pytest.mark.anyio
+async def test_an_undecodable_id_on_the_command_line_gets_its_row(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A space id with a byte that is not UTF-8 (argv holds it as a lone surrogate) is
+    refused as invalid and written as a JSON escape: the row is there and reads back (the
+    report writer raised UnicodeEncodeError: a traceback, no row for any space)."""
+    (good,) = fake.add_spaces(LIBRARY, count=1, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl"
+    cmd: list[str | bytes] = [sys.executable, "-m", "smh_async", "purge", b"a\xffb", good]
+    cmd += ["--report", str(report)]
+    proc = await anyio.run_process(cmd, env=_env(server), check=False)
+    assert proc.returncode == 1, proc.stderr
+    rows = {r["space_id"]: r for r in read_report(report)}
+    assert rows["a\udcffb"]["error_code"] == "InvalidSpaceId"
+    assert rows[good]["outcome"] == "accepted"

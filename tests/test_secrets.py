@@ -6,12 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio
 import pytest
 import structlog
 
 from smh_async import SMHClient, SMHError, SMHSettings
+from smh_async._commands import _client
 from smh_async._logging import Redactor
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY, SECRET, make_settings
@@ -119,3 +121,34 @@ async def test_transport_errors_are_scrubbed(anyio_backend: str) -> None:
             with pytest.raises(SMHError) as info:
                 await smh.empty_recycle_bin("s1")
     assert "tok-Transport-55" not in f"{info.value} {info.value!r} {events}"
+
+
+async def test_the_cli_log_masks_every_token_minted_during_the_run(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """The CLI's client tells the log's redactor each token it mints (the first and one
+    re-minted after a rejection): later log text holding either one, verbatim or as it was
+    in the URL, is masked. The redactor used to know only the configured token and secret."""
+    redactor = Redactor([SECRET])
+    async with _client(make_settings(server), redactor) as smh:
+        first = await smh.token_provider.get()
+        assert await smh.token_provider.invalidate(first)
+        second = await smh.token_provider.get()
+    assert first != second
+    for token in (first, second):
+        shown = redactor.text(f"echo {token} and {quote(token, safe='')} end")
+        assert token not in shown and shown.count("[REDACTED]") >= 1
+
+
+def test_redactor_learns_a_token_also_percent_encoded_and_keeps_the_latest() -> None:
+    """``learn`` masks a value and its percent-encoded form; it keeps the latest 32 tokens
+    (a long run re-mints now and then) besides the configured secrets."""
+    redactor = Redactor(["static-Secret-1"])
+    redactor.learn("Tok+en/Value=1")
+    assert (
+        redactor.text("a Tok+en/Value=1 b Tok%2Ben%2FValue%3D1 c") == "a [REDACTED] b [REDACTED] c"
+    )
+    for n in range(40):
+        redactor.learn(f"minted-token-{n:02d}")
+    assert redactor.text("minted-token-39 minted-token-07") == "[REDACTED] minted-token-07"
+    assert redactor.text("static-Secret-1") == "[REDACTED]"

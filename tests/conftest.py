@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from smh_async import SMHSettings
 from smh_async.testing import FakeServer, FakeSMH
@@ -44,6 +45,17 @@ async def server(fake: FakeSMH, anyio_backend: str) -> AsyncIterator[FakeServer]
     """The emulator served on a loopback port."""
     async with FakeServer(fake) as running:
         yield running
+
+
+@pytest.fixture
+def pristine_structlog() -> Iterator[None]:
+    """structlog unconfigured and no context bound, before and after the test (its
+    configuration and contextvars are process-global; the in-process CLI tests set them)."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 def make_settings(server: FakeServer, **overrides: Any) -> SMHSettings:

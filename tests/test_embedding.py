@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import io
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -21,17 +21,7 @@ from smh_async import PurgeOutcome, PurgeRun, SMHClient, SMHSettings
 from smh_async._client import OutcomeCallback
 from smh_async.testing import Fault, SMHFake
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def _pristine_structlog() -> Iterator[None]:
-    """structlog unconfigured and no context bound, before and after each test."""
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("pristine_structlog")]
 
 
 def _library_records(caplog: pytest.LogCaptureFixture) -> list[str]:

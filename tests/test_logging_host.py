@@ -12,7 +12,7 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -21,17 +21,7 @@ import structlog
 from smh_async import PurgeOutcome, SMHClient
 from smh_async.testing import Fault, SMHFake
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def _pristine_structlog() -> Iterator[None]:
-    """structlog unconfigured and no context bound, before and after each test."""
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("pristine_structlog")]
 
 
 def seed_mixed_run(smh_fake: SMHFake) -> list[str]:

@@ -28,6 +28,7 @@ from smh_async import (
     SMHTransportError,
 )
 from smh_async._commands import _secrets
+from smh_async._errors import SMHServerError
 from smh_async._logging import Redactor
 from smh_async._proxy import proxy_for
 from smh_async.testing import FakeServer, FakeSMH
@@ -434,3 +435,35 @@ async def test_purge_plan_warns_when_tls_verification_is_off(
     assert proc.returncode == 0
     assert plan["level"] == "warning" and plan["tls_verification"].startswith("off")
     assert any(e["event"] == "smh.connection.insecure" for e in events)
+
+
+# ---------------------------------------------------------------- T5: the demo
+
+
+async def test_the_demo_ignores_smh_settings_from_the_environment_and_env_file(
+    tmp_path: Path,
+) -> None:
+    """A leftover SMH_ACCESS_TOKEN in .env, SMH_TIMEOUT=0.001 and SMH_RATE=1 do not touch the
+    demo: it runs on its own settings and ends "demo OK", exit 0."""
+    (tmp_path / ".env").write_text("SMH_ACCESS_TOKEN=acctk-left-over\nSMH_RATE=1\n")
+    env = _cli_env(SMH_TIMEOUT="0.001", SMH_BASE_URL="https://example.invalid")
+    with anyio.fail_after(60):
+        proc = await _cli("demo", "--spaces", "20", env=env, cwd=tmp_path)
+    out = proc.stdout.decode() + proc.stderr.decode()
+    assert proc.returncode == 0, out[-2000:]
+    assert "demo OK" in out and "Traceback" not in out
+
+
+async def test_a_demo_failure_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An SMHError inside the demo ends it with exit 1 and one error line on stderr."""
+    from smh_async import _demo
+
+    async def failing(spaces: int, concurrency: int) -> int:
+        raise SMHServerError("boom", status=500, route="GET /x")
+
+    monkeypatch.setattr(_demo, "_tour", failing)
+    assert await _demo.run_demo(5, 2) == 1
+    err = capsys.readouterr().err
+    assert err == "smh-async: error: demo failed: 500: boom (route=GET /x)\n"

@@ -567,16 +567,29 @@ async def spaces_command(args: argparse.Namespace) -> int:
         try:
             async for space in client.iter_spaces():
                 sys.stdout.write(space.space_id + "\n")
+            sys.stdout.flush()  # here, so that a full disk is reported like a failed write
         except BrokenPipeError:  # `smh-async spaces | head`: the reader has all it wants
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (silences the exit flush)
+            _drop_stdout()
             return EXIT_OK
         except SMHError as exc:
             print(f"smh-async: error: {redactor.text(str(exc))}", file=sys.stderr)
-            # A credential problem (wrong secret, rejected token) is exit 2, as for purge.
+            # A credential problem (wrong secret, rejected token, a certificate that does
+            # not verify, a proxy's 407) is exit 2, as for purge.
             auth = isinstance(exc, SMHAuthError) or exc.code in FATAL_AUTH_CODES
             return EXIT_USAGE if auth else EXIT_FAILED
-    sys.stdout.flush()
+        # After SMHError (a transport error is an OSError too): e.g. a full disk (ENOSPC)
+        # under `spaces > file`.
+        except OSError as exc:
+            _drop_stdout()
+            say(f"smh-async: error: cannot write the space list to stdout: {exc.strerror or exc}")
+            return EXIT_FAILED
     return EXIT_OK
+
+
+def _drop_stdout() -> None:
+    """Send what is left of stdout nowhere: the flush at exit would fail again, and print
+    a second error (or a traceback) after ours."""
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as we do)
 
 
 async def fake_server_command(args: argparse.Namespace) -> int:

@@ -467,3 +467,22 @@ async def test_a_demo_failure_is_one_line_not_a_traceback(
     assert await _demo.run_demo(5, 2) == 1
     err = capsys.readouterr().err
     assert err == "smh-async: error: demo failed: 500: boom (route=GET /x)\n"
+
+
+# ---------------------------------------------------------------- T6: spaces to a full disk
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_spaces_to_a_full_disk_is_one_error_line_and_exit_1(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """`smh-async spaces > /dev/full`: exit 1, one error line saying stdout could not be
+    written, no traceback."""
+    fake.add_spaces(LIBRARY, count=30)
+    env = _cli_env(SMH_LIBRARY_SECRET=SECRET, SMH_BASE_URL=server.base_url)
+    with open("/dev/full", "w") as full:
+        proc = await _cli("spaces", "--log-level", "warning", env=env, stdout=full)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert err.startswith("smh-async: error: cannot write the space list to stdout: ")
+    assert err.count("\n") == 1 and "Traceback" not in err

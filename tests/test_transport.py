@@ -27,9 +27,11 @@ from smh_async import (
     SMHSettings,
     SMHTransportError,
 )
+from smh_async._auth import token_unavailable
 from smh_async._commands import _secrets
 from smh_async._errors import SMHServerError
 from smh_async._logging import Redactor
+from smh_async._protocol import empty_recycle_bin
 from smh_async._proxy import proxy_for
 from smh_async.testing import FakeServer, FakeSMH
 from tests.conftest import LIBRARY, SECRET, make_settings
@@ -486,3 +488,35 @@ async def test_spaces_to_a_full_disk_is_one_error_line_and_exit_1(
     assert proc.returncode == 1, err
     assert err.startswith("smh-async: error: cannot write the space list to stdout: ")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- T7: small ones
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"ca_bundle": ""}, "ca_bundle (SMH_CA_BUNDLE): must not be empty"),
+        ({"base_url": "https://127.0.0.1 :19410"}, "must not contain spaces"),
+        ({"base_url": "https://smh\t.example"}, "must not contain spaces"),
+        ({"base_url": "https://127.0.0.1:0"}, "must not have port 0"),
+        ({"base_url": "https://127.0.0.1:70000"}, "valid port"),
+    ],
+)
+def test_settings_refuse_an_empty_ca_bundle_and_broken_base_urls(
+    values: dict[str, str], says: str
+) -> None:
+    """An empty SMH_CA_BUNDLE is called empty (not "a directory"); a base URL with inner
+    white space or a port of 0 (or out of range) is a config error, not retried requests."""
+    with pytest.raises(SMHConfigError) as info:
+        SMHSettings(_env_file=None, library_id=LIBRARY, **values)
+    assert says in str(info.value) and "directory" not in str(info.value)
+
+
+def test_token_unavailable_names_its_route_once() -> None:
+    """The error of a request that got no token names its own route once: the mint's
+    error is quoted without its (route=...) tail."""
+    cause = SMHServerError("down", status=500, code="InternalError", route="POST /api/v1/token")
+    error = token_unavailable(empty_recycle_bin(LIBRARY, "s1"), cause, 0)
+    assert str(error).count("route=") == 1
+    assert "500 InternalError: down" in str(error)

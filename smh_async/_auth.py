@@ -190,9 +190,17 @@ def token_unavailable(request: Request, cause: SMHError, sent: int) -> SMHAuthEr
     a bulk run); any other failure is :data:`TOKEN_UNAVAILABLE`."""
     auth = isinstance(cause, SMHAuthError) and cause.code
     return SMHAuthError(
-        f"no access token could be obtained: {cause}",
+        # The cause's own text, not str(cause): its route in parentheses would sit beside
+        # this error's own (route=...), twice in one line.
+        f"no access token could be obtained: {_without_extras(cause)}",
         code=cause.code if auth else TOKEN_UNAVAILABLE,
         space_id=request.space_id,
         route=request.template,
         attempts=sent,
     )
+
+
+def _without_extras(error: SMHError) -> str:
+    """``status code: message`` of ``error``, without the ``(space_id=…, route=…)`` tail."""
+    head = " ".join(str(p) for p in (error.status, error.code) if p is not None)
+    return f"{head}: {error.message}" if head else error.message

@@ -37,6 +37,7 @@ from smh_async._models import (
 )
 from smh_async._outcomes import ATTEMPTS_SENT, RunTotals
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
+from smh_async._protocol import PROXY_AUTH_REQUIRED, TLS_VERIFY_FAILED
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 from smh_async._targets import SpaceSource, aiter_ids, check_source, close_source
 
@@ -62,15 +63,19 @@ FATAL_AUTH_CODES = frozenset(
         "AccessTokenNotMatchLibrary",
         "WrongLibraryIdOrSecret",
         TOKEN_UNAVAILABLE,  # no token could be minted (the endpoint is down): none will be
+        # The server's identity (its certificate) or ours to the proxy (407) fails the same
+        # way for every space, and retrying cannot help: stop as for a rejected credential.
+        TLS_VERIFY_FAILED,
+        PROXY_AUTH_REQUIRED,
     }
 )
 
 
 def is_fatal_auth(error_code: str | None, http_status: int | None) -> bool:
     """Whether an auth failure applies to every space: an SMH code saying the credential is
-    bad (:data:`FATAL_AUTH_CODES`), or a 401, or a 403 without an SMH code (a gateway
+    bad (:data:`FATAL_AUTH_CODES`), or a 401 or 407, or a 403 without an SMH code (a gateway
     refusing the credential: ``SMHAuthError`` stands in for the missing code)."""
-    if error_code in FATAL_AUTH_CODES or http_status == 401:
+    if error_code in FATAL_AUTH_CODES or http_status in (401, 407):
         return True
     return http_status == 403 and error_code == "SMHAuthError"
 

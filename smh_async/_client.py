@@ -38,9 +38,9 @@ from smh_async._models import (
 )
 from smh_async._outcomes import ATTEMPTS_SENT
 from smh_async._protocol import Request, Response, TokenGrant
-from smh_async._proxy import proxy_for
+from smh_async._proxy import DIRECT, proxy_for
 from smh_async._retry import RateLimiter, RetryPolicy
-from smh_async._settings import SMHSettings, ca_bundle_context
+from smh_async._settings import SMHSettings, ca_bundle_context, is_loopback_host
 
 if TYPE_CHECKING:
     from smh_async._stream import PurgeStream
@@ -99,9 +99,10 @@ class SMHClient:
         self._session: aiohttp.ClientSession | None = session
         self._base = settings.base_url.rstrip("/")
         # Decided once, for an owned session only (a borrowed one keeps its own proxy set-up).
-        self._proxy, self._proxy_auth = (
-            proxy_for(self._base) if settings.proxy_from_env and session is None else (None, None)
-        )
+        choice = proxy_for(self._base) if settings.proxy_from_env and session is None else DIRECT
+        self._proxy, self._proxy_auth = choice.url, choice.authorization
+        # Blanked out of every reply as the token is: a proxy's error page may echo them.
+        self._proxy_secrets = choice.secrets
         # Credentials for the proxy: on the CONNECT of an https tunnel (never inside it).
         self._proxy_headers = (
             {"Proxy-Authorization": self._proxy_auth}
@@ -156,7 +157,15 @@ class SMHClient:
             # CPU-bound run, benchmarks/RESULTS.md). asyncio's, as aiohttp needs asyncio
             # anyway and its uncontended acquire does not yield.
             self._slots = asyncio.Semaphore(self.connection_limit or 1)
+            self._warn_if_insecure()
         return self
+
+    def _warn_if_insecure(self) -> None:
+        """Say once, at the start, what protection is off: an unattended run must not send
+        credentials unverified (or in clear text) without a trace in its log."""
+        off = insecure_settings(self.settings)
+        if off:
+            library_logger().warning("smh.connection.insecure", **off)
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -377,24 +386,35 @@ class SMHClient:
         raise failure
 
     def _known_secrets(self, token: str | None) -> KnownSecrets:
-        """The credentials a request with ``token`` carries, to blank out of its reply
-        (built once per token: the same one serves every request until it changes)."""
+        """The credentials a request with ``token`` carries (the proxy's too), to blank out
+        of its reply (built once per token: the same one serves every request until it
+        changes)."""
         known = self._known
         if known is None or known[0] != token:
             secret = self.settings.library_secret
             known = self._known = (
                 token,
-                KnownSecrets(token, secret.get_secret_value() if secret else None),
+                KnownSecrets(
+                    token, secret.get_secret_value() if secret else None, *self._proxy_secrets
+                ),
             )
         return known[1]
 
     @staticmethod
-    def _transport_error(request: Request, exc: BaseException) -> SMHTransportError:
+    def _transport_error(request: Request, exc: BaseException) -> SMHError:
+        """The error for an exchange that got no usable reply. Retryable, except what no
+        retry can cure: a certificate that fails verification (wrong or missing CA, wrong
+        host, expired) and a proxy's 407; a reset in the middle of a handshake stays
+        retryable (an ``ssl.SSLError`` that is not a verification failure)."""
         if isinstance(exc, SMHTransportError):
             return exc
+        if isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == 407:
+            return proto.proxy_auth_required(request)
         cls = SMHTimeoutError if isinstance(exc, TimeoutError) else SMHTransportError
         detail = _without_urls(exc)
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        if isinstance(exc, ssl.SSLCertVerificationError):  # aiohttp's wrapper is one too
+            return _tls_verify_failed(request, text)
         error = cls(text, route=request.template, space_id=request.space_id)
         error.stale_connection = isinstance(exc, aiohttp.ServerDisconnectedError)
         return error
@@ -577,6 +597,22 @@ class SMHClient:
         return stream_purge(self, space_ids, concurrency=concurrency, **options)
 
 
+def insecure_settings(settings: SMHSettings) -> dict[str, object]:
+    """What the settings turn off, as log fields (empty when nothing is): certificate
+    verification (and so a ``ca_bundle`` that is ignored), and https to a remote host."""
+    off: dict[str, object] = {}
+    if not settings.verify_tls:
+        off["tls_verification"] = "off: any certificate is accepted (verify_tls=false)"
+        if settings.ca_bundle is not None:
+            off["ca_bundle"] = "ignored: certificate verification is off"
+    url = URL(settings.base_url)
+    if url.scheme == "http" and not is_loopback_host(url.host):
+        off["plain_http"] = (
+            "on: credentials and data cross the network unencrypted (allow_insecure_http)"
+        )
+    return off
+
+
 def _require_asyncio() -> None:
     """Fail clearly unless an asyncio event loop runs this task: aiohttp works on asyncio
     only, and under another loop (trio, e.g. ``anyio.run(main, backend="trio")``) it fails
@@ -658,6 +694,18 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
 
 def _encode(params: Iterable[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
+
+
+def _tls_verify_failed(request: Request, text: str) -> SMHTransportError:
+    error = SMHTransportError(
+        f"the server's certificate failed verification, not retried (a private CA: set "
+        f"SMH_CA_BUNDLE / --ca-bundle): {text}",
+        code=proto.TLS_VERIFY_FAILED,
+        route=request.template,
+        space_id=request.space_id,
+    )
+    error.retryable = False
+    return error
 
 
 def _forget_credentials(error: SMHError, known: KnownSecrets) -> None:

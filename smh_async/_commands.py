@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO, cast
+from urllib.parse import quote
 
 import anyio
 import structlog
@@ -25,7 +26,7 @@ import structlog
 from smh_async._auth import LibrarySecretToken
 from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
-from smh_async._client import SMHClient
+from smh_async._client import SMHClient, insecure_settings
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
@@ -33,6 +34,7 @@ from smh_async._leftovers import holding_part, settle_leftovers
 from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._multiproc import PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
+from smh_async._proxy import proxy_for
 from smh_async._report import (
     ReportWriter,
     forget_release_rows,
@@ -76,7 +78,13 @@ def load_settings(args: argparse.Namespace) -> SMHSettings:
 
 
 def _secrets(settings: SMHSettings) -> list[str]:
-    return [s.get_secret_value() for s in (settings.access_token, settings.library_secret) if s]
+    """Every credential value the log must never show: token, library secret, and the
+    proxy's (a proxy error page echoing the request head shows its header), also in the
+    percent-encoded form a URL holds."""
+    values = [s.get_secret_value() for s in (settings.access_token, settings.library_secret) if s]
+    if settings.proxy_from_env:
+        values += proxy_for(settings.base_url).secrets
+    return [*values, *(quote(v, safe="") for v in values)]
 
 
 def _setup(
@@ -427,9 +435,13 @@ def _parent_pid() -> int | None:
 
 
 def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:
+    """The run's shape; a warning, naming what is off, when TLS verification or https is."""
     count = shard.count if shard else 1
-    structlog.get_logger("smh_async.cli").info(
+    off = insecure_settings(settings)
+    log = structlog.get_logger("smh_async.cli")
+    (log.warning if off else log.info)(
         "purge.plan",
+        **off,
         shard=str(shard) if shard else None,
         rate_per_s=settings.rate,
         rate_all_shards_per_s=settings.rate * count if settings.rate else None,
@@ -555,16 +567,29 @@ async def spaces_command(args: argparse.Namespace) -> int:
         try:
             async for space in client.iter_spaces():
                 sys.stdout.write(space.space_id + "\n")
+            sys.stdout.flush()  # here, so that a full disk is reported like a failed write
         except BrokenPipeError:  # `smh-async spaces | head`: the reader has all it wants
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115, ASYNC230 (silences the exit flush)
+            _drop_stdout()
             return EXIT_OK
         except SMHError as exc:
             print(f"smh-async: error: {redactor.text(str(exc))}", file=sys.stderr)
-            # A credential problem (wrong secret, rejected token) is exit 2, as for purge.
+            # A credential problem (wrong secret, rejected token, a certificate that does
+            # not verify, a proxy's 407) is exit 2, as for purge.
             auth = isinstance(exc, SMHAuthError) or exc.code in FATAL_AUTH_CODES
             return EXIT_USAGE if auth else EXIT_FAILED
-    sys.stdout.flush()
+        # After SMHError (a transport error is an OSError too): e.g. a full disk (ENOSPC)
+        # under `spaces > file`.
+        except OSError as exc:
+            _drop_stdout()
+            say(f"smh-async: error: cannot write the space list to stdout: {exc.strerror or exc}")
+            return EXIT_FAILED
     return EXIT_OK
+
+
+def _drop_stdout() -> None:
+    """Send what is left of stdout nowhere: the flush at exit would fail again, and print
+    a second error (or a traceback) after ours."""
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as we do)
 
 
 async def fake_server_command(args: argparse.Namespace) -> int:

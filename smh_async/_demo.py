@@ -8,11 +8,14 @@ HTTP. Then it shows that the bins are empty and waits until the emulator release
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 
 import anyio
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from smh_async._client import SMHClient
+from smh_async._errors import SMHError
 from smh_async._settings import SMHSettings
 from smh_async.testing import FakeServer, FakeSMH
 
@@ -28,8 +31,37 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+class _DemoSettings(SMHSettings):
+    """Settings from keyword arguments only: the demo talks to its own emulator, so a
+    leftover ``SMH_ACCESS_TOKEN`` (or ``SMH_TIMEOUT``, ``SMH_RATE``, ...) in the environment
+    or ``.env`` must not change it."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 async def run_demo(spaces: int = 2000, concurrency: int = 64) -> int:
-    """Run the tour; exit 0 only if every space was accepted, emptied and released."""
+    """Run the tour; exit 0 only if every space was accepted, emptied and released.
+
+    An :class:`SMHError` (which the demo's own emulator should never cause) ends it with one
+    line on stderr and exit 1, not a traceback.
+    """
+    try:
+        return await _tour(spaces, concurrency)
+    except SMHError as exc:
+        print(f"smh-async: error: demo failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+async def _tour(spaces: int, concurrency: int) -> int:
     secret = secrets.token_urlsafe(24)
     fake = FakeSMH(release_delay=RELEASE_DELAY)
     fake.latency = LATENCY
@@ -42,7 +74,8 @@ async def run_demo(spaces: int = 2000, concurrency: int = 64) -> int:
             f"emulator: {server.base_url}  library {LIBRARY}: {spaces} tenant spaces, "
             f"{ITEMS} bin items of {ITEM_SIZE // 1024} KiB each"
         )
-        settings = SMHSettings(
+        settings = _DemoSettings(
+            _env_file=None,
             base_url=server.base_url,
             library_id=LIBRARY,
             library_secret=secret,

@@ -58,6 +58,10 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Judgement calls from smh-api.md §6.3: transient states the server asks us to wait out.
 RETRYABLE_CODES = frozenset({"LibraryInitializing", "PathConflict"})
 REAUTH_CODE = "InvalidAccessToken"
+# Failures that no retry can cure, found before SMH saw the request (codes of our own):
+# the server's certificate does not verify, the proxy refuses its credentials.
+TLS_VERIFY_FAILED = "TLSVerifyFailed"
+PROXY_AUTH_REQUIRED = "ProxyAuthRequired"
 MAX_SEGMENT = 256
 _MASK64 = (1 << 64) - 1
 MAX_TOKEN_LIFETIME = 315_360_000  # seconds: SMH's longest token period (10 years)
@@ -324,6 +328,9 @@ def _status_error(
         "known_secrets": response.known_secrets,
     }
     cls: type[SMHResponseError]
+    if status == 407:  # a plain-http base URL's proxy; SMH itself never sends it
+        kwargs["code"] = code or PROXY_AUTH_REQUIRED
+        return SMHAuthError(_PROXY_AUTH_MESSAGE + f" ({message})", **kwargs)
     if status in (401, 403) or (status == 404 and code == "WrongLibraryIdOrSecret"):
         cls = SMHAuthError
     elif status == 404:
@@ -337,6 +344,24 @@ def _status_error(
     error = cls(message, **kwargs)
     error.retryable = status in RETRYABLE_STATUSES or code in RETRYABLE_CODES
     return error
+
+
+_PROXY_AUTH_MESSAGE = (
+    "the proxy refused its credentials (407 Proxy Authentication Required): check the user "
+    "and password in HTTPS_PROXY / HTTP_PROXY"
+)
+
+
+def proxy_auth_required(request: Request) -> SMHAuthError:
+    """The error for a proxy that answered a tunnel's CONNECT with 407: every request would
+    get the same answer, so it is not retried (and stops a bulk run)."""
+    return SMHAuthError(
+        _PROXY_AUTH_MESSAGE,
+        status=407,
+        code=PROXY_AUTH_REQUIRED,
+        space_id=request.space_id,
+        route=request.template,
+    )
 
 
 def needs_reauth(error: BaseException) -> bool:

@@ -111,6 +111,14 @@ class SMHSettings(BaseSettings):
             check_path_segment(value, what="library id")
         return value
 
+    @field_validator("ca_bundle", mode="before")
+    @classmethod
+    def _ca_bundle_not_blank(cls, value: Any) -> Any:
+        # An empty SMH_CA_BUNDLE= would be Path("") == "." and say "is a directory".
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty or blank (unset it instead)")
+        return value
+
     @field_validator("ca_bundle")
     @classmethod
     def _ca_bundle_is_usable(cls, value: Path | None) -> Path | None:
@@ -123,9 +131,20 @@ class SMHSettings(BaseSettings):
     @field_validator("base_url")
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
-        url = URL(value.strip())
+        value = value.strip()
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            # yarl keeps "https://host :443"'s space in the host (every request then fails
+            # to resolve it) and silently drops a tab.
+            raise ValueError("must not contain spaces or control characters")
+        try:
+            url = URL(value)
+            port = url.explicit_port
+        except ValueError:  # yarl: a port that is not a number from 0 to 65535
+            raise ValueError("must be an http(s) URL with a valid port") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an http(s) URL with a host")
+        if port == 0:
+            raise ValueError("must not have port 0")
         if url.query_string or url.fragment or url.user or url.password:
             raise ValueError("must not carry credentials, a query or a fragment")
         return str(url).rstrip("/")

@@ -80,6 +80,13 @@ def is_fatal_auth(error_code: str | None, http_status: int | None) -> bool:
     return http_status == 403 and error_code == "SMHAuthError"
 
 
+def _auth_stop(error_code: str | None) -> str:
+    """The stop reason of a fatal auth failure: ``token_unavailable`` when no token could be
+    minted for a reason that is not the credential (the token endpoint down: resume later),
+    ``auth`` otherwise (a credential to fix)."""
+    return "token_unavailable" if error_code == TOKEN_UNAVAILABLE else "auth"
+
+
 class PurgeRun:
     """One bulk purge. Options (all keyword):
 
@@ -463,7 +470,7 @@ class PurgeRun:
             # e.g. a rejected static token on the first page of --all-spaces: the same
             # credential problem as a purge that fails auth, not a broken input.
             library_logger().error("purge.input_auth_failed", error=f"{type(exc).__name__}: {exc}")
-            self.stop(reason="auth")
+            self.stop(reason=_auth_stop(getattr(exc, "code", None)))
         else:
             self.source_error = exc
 
@@ -619,7 +626,7 @@ class PurgeRun:
         if self._stopping:
             return
         if self.stop_on_auth and is_fatal_auth(outcome.error_code, outcome.http_status):
-            self.stop(reason="auth")
+            self.stop(reason=_auth_stop(outcome.error_code))
         elif self.max_failure_rate is not None:
             done = self.totals.finished
             if done >= self.min_sample and self.totals.failed / done >= self.max_failure_rate:

@@ -348,6 +348,11 @@ class SMHClient:
         if slots is not None:
             await slots.acquire()
         failure: SMHError
+        # Cleared before raising: aiohttp's response (its repr is the URL, token included)
+        # and the raw reply (which may echo it) must not stay in this frame's locals.
+        resp: aiohttp.ClientResponse | None = None
+        reply: Response | None = None
+        body: bytes | None = None
         try:
             async with session.request(
                 request.method,
@@ -358,7 +363,7 @@ class SMHClient:
                 proxy_headers=self._proxy_headers,
             ) as resp:
                 if _length_known_and_small(resp):  # the hot path: a 204, no coroutine more
-                    body: bytes | None = await resp.read()
+                    body = await resp.read()
                 else:
                     body = await _read_capped(resp)
                 reply = Response(resp.status, resp.headers, body or b"", self._known_secrets(token))
@@ -366,7 +371,6 @@ class SMHClient:
                     return reply
                 # Leaving the block unread closes the connection: the rest is never read.
                 failure = proto.body_too_large(request, reply, MAX_BODY)
-                del resp  # its repr holds the URL, token included (see below)
         except asyncio.TimeoutError as exc:  # not an OSError before Python 3.11
             failure = SMHTimeoutError(
                 f"{type(exc).__name__}: no complete reply within {self.settings.timeout:g} s"
@@ -383,6 +387,7 @@ class SMHClient:
         # hold the URL, token included) is not kept as __context__, and no local of this
         # frame holds the token for a traceback renderer that shows locals.
         del url, token
+        resp = reply = body = None
         raise failure
 
     def _known_secrets(self, token: str | None) -> KnownSecrets:
@@ -601,11 +606,11 @@ def insecure_settings(settings: SMHSettings) -> dict[str, object]:
     """What the settings turn off, as log fields (empty when nothing is): certificate
     verification (and so a ``ca_bundle`` that is ignored), and https to a remote host."""
     off: dict[str, object] = {}
-    if not settings.verify_tls:
+    url = URL(settings.base_url)
+    if not settings.verify_tls and url.scheme == "https":  # (plain http has no TLS to verify)
         off["tls_verification"] = "off: any certificate is accepted (verify_tls=false)"
         if settings.ca_bundle is not None:
             off["ca_bundle"] = "ignored: certificate verification is off"
-    url = URL(settings.base_url)
     if url.scheme == "http" and not is_loopback_host(url.host):
         off["plain_http"] = (
             "on: credentials and data cross the network unencrypted (allow_insecure_http)"

@@ -23,10 +23,10 @@ from urllib.parse import quote
 import anyio
 import structlog
 
-from smh_async._auth import LibrarySecretToken
+from smh_async._auth import TOKEN_UNAVAILABLE, LibrarySecretToken
 from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
 from smh_async._cli_args import SETTING_FLAGS
-from smh_async._client import SMHClient, insecure_settings
+from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
@@ -366,6 +366,8 @@ async def _drive(
     """
     log = structlog.get_logger("smh_async.cli")
     parent = _parent_pid()
+    if parent is not None:
+        parent = _watched_parent(parent)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_watch_signals, run, tg.cancel_scope, gate)
         # Checked once before the first request: a parent gone already, nothing is sent.
@@ -428,6 +430,23 @@ def _stop_if_orphaned(run: PurgeRun, parent: int) -> bool:
     return True
 
 
+def _watched_parent(parent: int) -> int:
+    """The process whose end orphans this child: normally ``parent``, the pid the parent
+    passed; but under a launcher that runs Python as a child of its own, our parent is the
+    launcher, so the process we started under is watched while ``parent`` lives (a parent
+    gone already is returned as is: the first check stops the run)."""
+    actual = os.getppid()
+    if actual == parent:
+        return parent
+    try:
+        os.kill(parent, 0)  # does the --processes parent still exist?
+    except ProcessLookupError:
+        return parent
+    except OSError:  # it exists (another user's, say): assume the launcher case
+        pass
+    return actual
+
+
 def _parent_pid() -> int | None:
     """The ``--processes`` parent's pid when this process is one of its children."""
     value = os.environ.get(PARENT_PID_ENV, "")
@@ -435,13 +454,11 @@ def _parent_pid() -> int | None:
 
 
 def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:
-    """The run's shape; a warning, naming what is off, when TLS verification or https is."""
+    """The run's shape (what protection is off, the client says itself when it opens:
+    ``smh.connection.insecure``)."""
     count = shard.count if shard else 1
-    off = insecure_settings(settings)
-    log = structlog.get_logger("smh_async.cli")
-    (log.warning if off else log.info)(
+    structlog.get_logger("smh_async.cli").info(
         "purge.plan",
-        **off,
         shard=str(shard) if shard else None,
         rate_per_s=settings.rate,
         rate_all_shards_per_s=settings.rate * count if settings.rate else None,
@@ -575,7 +592,10 @@ async def spaces_command(args: argparse.Namespace) -> int:
             print(f"smh-async: error: {redactor.text(str(exc))}", file=sys.stderr)
             # A credential problem (wrong secret, rejected token, a certificate that does
             # not verify, a proxy's 407) is exit 2, as for purge.
-            auth = isinstance(exc, SMHAuthError) or exc.code in FATAL_AUTH_CODES
+            # (No token because the token endpoint is down is not the credential's fault.)
+            auth = exc.code != TOKEN_UNAVAILABLE and (
+                isinstance(exc, SMHAuthError) or exc.code in FATAL_AUTH_CODES
+            )
             return EXIT_USAGE if auth else EXIT_FAILED
         # After SMHError (a transport error is an OSError too): e.g. a full disk (ENOSPC)
         # under `spaces > file`.

@@ -343,7 +343,8 @@ def stop_lines(aborted: str | None, interrupted: bool, report: str | None) -> li
     if aborted:
         # A window ran out: nothing is wrong, the rest is simply still to do. (The
         # --processes parent joins its children's reasons: "failure_rate,max_duration".)
-        window = "max_duration" in aborted.split(",")
+        # (token_unavailable: the token endpoint was down, nothing to fix but to resume.)
+        window = bool({"max_duration", "token_unavailable"} & set(aborted.split(",")))
         lines.append(f"ABORTED: {aborted}: {way_on}" if window else f"ABORTED: {aborted}")
     if interrupted:
         lines.append(f"INTERRUPTED: {way_on}")

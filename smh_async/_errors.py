@@ -38,6 +38,7 @@ __all__ = [
     "SMHTimeoutError",
     "SMHTransportError",
     "scrub",
+    "without_surrogates",
 ]
 
 REDACTED = "[REDACTED]"
@@ -66,31 +67,22 @@ class KnownSecrets:
     (``Tok%2Ben%2F…``, either hex case, a space also as ``+``). Its repr shows none of them.
     """
 
-    __slots__ = ("_anchors", "_pattern")
+    __slots__ = ("_pattern",)
 
     def __init__(self, *values: str | None) -> None:
         kept = {v for v in values if v and len(v) >= _SHORTEST_SECRET}
         # Longest first, so a value that contains another is blanked out whole.
         self._pattern = _echoes(tuple(sorted(kept, key=len, reverse=True))) if kept else None
-        # Every copy of a value holds its longest run of unreserved characters as is (they
-        # are never encoded): looking for those runs first spares the regex on nearly every
-        # text (this runs for the request id of every reply). None: no usable run.
-        runs = [_longest_unreserved_run(v) for v in kept]
-        self._anchors = tuple(runs) if all(len(r) >= _SHORTEST_SECRET for r in runs) else None
 
     def __repr__(self) -> str:
         return "KnownSecrets(**********)"
 
     def redact(self, text: str) -> str:
         """``text`` with every copy of a known value replaced by ``[REDACTED]``."""
-        pattern, anchors = self._pattern, self._anchors
-        if pattern is None or (anchors is not None and not any(a in text for a in anchors)):
-            return text
-        return pattern.sub(REDACTED, text)
-
-
-def _longest_unreserved_run(value: str) -> str:
-    return max(re.findall(r"[A-Za-z0-9._~-]+", value), key=len, default="")
+        # One compiled pass (it runs on the request id of every reply): a pre-check for
+        # parts of the values cost more than the miss it was meant to spare.
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(REDACTED, text)
 
 
 @functools.lru_cache(maxsize=16)  # one per token in use: built once, not per request
@@ -116,6 +108,11 @@ def _echo_of(value: str) -> str:
 def _hex_digit(n: int) -> str:
     """One hex digit as a regex, either case (``[Bb]``)."""
     return f"[{n:X}{n:x}]" if n > 9 else str(n)
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, so any UTF-8 writer takes it."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def scrub(

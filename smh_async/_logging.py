@@ -37,7 +37,8 @@ __all__ = ["LOGGER_NAME", "Redactor", "configure_cli_logging", "library_logger"]
 
 LOGGER_NAME = "smh_async"
 REDACTED = "[REDACTED]"
-LEARNED_MAX = 32  # minted tokens a Redactor keeps masking (a run mints a few)
+LEARNED_MAX = 32  # learned values a Redactor keeps masking (a token and its quoted form
+# count two: the latest 16 tokens; a run mints a few)
 _SECRET_KEY = re.compile(r"(?i)(^|_)(access_?token|token|secret|password|authorization|signature)$")
 
 

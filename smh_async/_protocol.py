@@ -31,6 +31,7 @@ from smh_async._errors import (
     SMHResponseError,
     SMHServerError,
     scrub,
+    without_surrogates,
 )
 from smh_async._models import RecycleBinPage, RecycledItem, Space, SpaceUsage
 
@@ -68,7 +69,6 @@ MAX_TOKEN_LIFETIME = 315_360_000  # seconds: SMH's longest token period (10 year
 REQUEST_ID_LIMIT = 200  # characters of a server's request id kept (as in SMHError)
 _SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")  # RFC 3986 "unreserved": never changes the path
 # A lone surrogate (JSON "\udc80") cannot be written as UTF-8: not to a report, not to stdout.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 AuthKind = Literal["token", "secret", "path"]
@@ -140,8 +140,10 @@ class Response:
     """
 
     status: int
-    headers: Mapping[str, str]
-    body: bytes
+    # Not in the repr: a reply may echo the request URL (token included) in a header or
+    # its body, and a traceback renderer that shows locals prints reprs.
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
     known_secrets: KnownSecrets | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
@@ -510,7 +512,7 @@ def decode_space_page(
             raise _shape_error(request, response, "spaces with a spaceId")
         space_id = row["spaceId"]
         if not space_id.isascii():  # never a valid id; made writable to be reported as such
-            space_id = _SURROGATE.sub("\ufffd", space_id)
+            space_id = without_surrogates(space_id)
         spaces.append(
             Space(space_id, str(row.get("userId") or ""), str(row.get("creationTime") or ""))
         )

@@ -207,8 +207,15 @@ class ReleaseWatcher:
     async def _settle(
         self, rows: list[tuple[str, int, int, int]], sizes: dict[str, int], kept: IO[str]
     ) -> None:
-        """Report the spaces of ``rows`` whose size dropped and held; keep the others."""
-        for space_id, before, last, polls in rows:
+        """Report the spaces of ``rows`` whose size dropped and held; keep the others.
+
+        Each row leaves ``rows`` as it is handled: if an async ``on_release`` is cut short
+        here (a stop, the deadline), the round keeps only the rows nobody handled, instead
+        of reporting the released ones again as pending.
+        """
+        rows.reverse()
+        while rows:
+            space_id, before, last, polls = rows.pop()
             size = sizes.get(space_id)
             if size is not None and size < before and size == last:
                 await self._emit(

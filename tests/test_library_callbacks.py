@@ -339,3 +339,32 @@ async def test_a_gateway_refusing_the_credential_stops_the_run(
         summary = await smh.purge_all(ids)
     assert summary.aborted == "auth" and summary.failed <= 8
     assert summary.skipped == 300 - summary.failed
+
+
+async def test_a_release_round_cut_in_an_async_callback_reports_each_space_once() -> None:
+    """An async on_release cut short by a stop mid-batch: the spaces already reported
+    released are not reported again as pending (the round kept the whole batch)."""
+    from smh_async._models import SpaceUsage
+    from smh_async._release import ReleaseWatcher
+
+    class Usage:
+        """A usage endpoint whose sizes have dropped (to 10 bytes) for every space."""
+
+        async def usage(self, ids: list[str]) -> list[SpaceUsage]:
+            return [SpaceUsage(space_id=i, size=10) for i in ids]
+
+    results: list[tuple[str, str]] = []
+    watcher: ReleaseWatcher
+
+    async def on_result(result: ReleaseResult) -> None:
+        results.append((result.space_id, result.state))
+        if result.space_id == "b" and result.state == "released":
+            watcher.stop()  # e.g. the run interrupted while this callback awaits
+            await anyio.sleep(1)
+
+    watcher = ReleaseWatcher(Usage(), 30, on_result=on_result, first_wait=0.01)  # type: ignore[arg-type]
+    for space_id in ("a", "b", "c"):
+        await watcher.add(space_id, 100, 5)
+    counts = await watcher.wait()
+    assert sorted(results) == [("a", "released"), ("b", "released"), ("c", "release_pending")]
+    assert dict(counts) == {"released": 2, "release_pending": 1}

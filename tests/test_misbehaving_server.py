@@ -575,7 +575,7 @@ async def test_a_run_whose_token_endpoint_dies_reports_what_was_sent() -> None:
     """CLI, 20 spaces, the token lapsing while s1's DELETE takes a second and every later
     mint failing: no row claims an HTTP 500 or an attempt for a DELETE never sent (each
     says TokenUnavailable, 0 attempts) and the token endpoint gets 5 requests, not 4 more
-    per space."""
+    per space); the run stops as token_unavailable, exit 3 (not 2, kept for credentials)."""
     server = RawServer(MintThenFail(delay=1.1))
     spaces = [f"s{i}" for i in range(1, 21)]
     async with server.running() as url:
@@ -590,7 +590,8 @@ async def test_a_run_whose_token_endpoint_dies_reports_what_was_sent() -> None:
         ("NotStarted", None, 0),  # if the run stops at the first, as an auth failure
     }
     assert server.sent("/api/v1/token") == 5 and server.sent("/api/v1/recycled/") == 1
-    assert code in (1, 3) and b"Traceback" not in out
+    # A token endpoint that is down is not a credential to fix: exit 3, resumable, not 2.
+    assert code == 3 and b"ABORTED: token_unavailable" in out and b"Traceback" not in out
 
 
 async def test_a_rejected_token_that_cannot_be_replaced_is_reported_as_the_rejection() -> None:

@@ -364,11 +364,12 @@ async def test_a_child_whose_parent_is_already_gone_sends_nothing(
     fake: FakeSMH, server: FakeServer, tmp_path: Path
 ) -> None:
     """A --processes child that finds its parent gone before its first request (the pid in
-    SMH_ASYNC_PARENT_PID is not its parent) stops at once: no DELETE, every space reported
-    not started, exit 130, purge.parent_gone logged."""
+    SMH_ASYNC_PARENT_PID is of a process that has ended) stops at once: no DELETE, every
+    space reported not started, exit 130, purge.parent_gone logged."""
     ids = fake.add_spaces(LIBRARY, count=10, items_per_space=1, item_size=10)
     report = tmp_path / "r.jsonl.part0of1"
-    not_parent = str(os.getpid() + 1)  # its parent is this process
+    gone = await anyio.run_process([sys.executable, "-c", "import os; print(os.getpid())"])
+    not_parent = gone.stdout.decode().strip()  # a process that has ended: a parent gone
     proc = await purge(server, *ids, "--report", str(report), SMH_ASYNC_PARENT_PID=not_parent)
     assert proc.returncode == 130, proc.stderr
     assert deletes(fake) == []
@@ -597,3 +598,20 @@ async def test_processes_interrupted_while_starting_send_nothing_and_say_so(
     assert b"interrupted before any space was started: nothing was sent" in proc.stderr
     assert not report.exists()
     assert deletes(fake) == []
+
+
+async def test_a_child_started_through_a_launcher_watches_the_launcher(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """A child whose own parent is not the --processes parent but that parent is alive (a
+    launcher that runs Python as a child of its own) purges as usual: it used to take the
+    live parent for gone and send nothing."""
+    ids = fake.add_spaces(LIBRARY, count=5, items_per_space=1, item_size=10)
+    report = tmp_path / "r.jsonl.part0of1"
+    async with await anyio.open_process(["sleep", "30"]) as launcher_like:
+        live = str(launcher_like.pid)  # alive, and not the child's parent (pytest is)
+        proc = await purge(server, *ids, "--report", str(report), SMH_ASYNC_PARENT_PID=live)
+        launcher_like.kill()
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(deletes(fake)) == sorted(ids)
+    assert b'"purge.parent_gone"' not in proc.stderr

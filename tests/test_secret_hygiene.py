@@ -7,6 +7,7 @@ secret; ``str``/``repr``/tracebacks of everything a caller can hold are searched
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import random
@@ -340,3 +341,70 @@ async def test_interrupted_run_leaks_nothing(fake: FakeSMH, server: FakeServer) 
     assert b"Interrupted" in Path(REPORT).read_bytes()
     assert_clean(out + Path(REPORT).read_bytes())
     assert_clean(repr(make_settings(server)).encode())
+
+
+async def _truncated_200(request: web.Request) -> web.StreamResponse:
+    """A 200 that promises 1,000 bytes, sends 10 and hangs up."""
+    resp = web.StreamResponse(status=200, headers={"Content-Length": "1000"})
+    await resp.prepare(request)
+    await resp.write(b"{" * 10)
+    assert request.transport is not None
+    request.transport.close()
+    return resp
+
+
+async def _stalled_200(request: web.Request) -> web.StreamResponse:
+    """A 200 whose body stops after one byte (the attempt times out reading it)."""
+    resp = web.StreamResponse(status=200, headers={"Content-Length": "1000"})
+    await resp.prepare(request)
+    await resp.write(b"{")
+    await asyncio.sleep(5)
+    return resp
+
+
+async def _huge_404_echoing_the_url(request: web.Request) -> web.StreamResponse:
+    """A 404 over 16 MB, chunked, with a header echoing the request URL (token included)."""
+    resp = web.StreamResponse(status=404, headers={"X-Echo": str(request.url)})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    for _ in range(18):
+        await resp.write(b"x" * (1 << 20))
+    return resp
+
+
+@pytest.mark.anyio
+async def test_a_reply_that_fails_while_read_leaves_no_token_in_locals() -> None:
+    """A body cut short, a body that stalls, and an oversized reply echoing the URL: the
+    raised error's traceback rendered with locals holds no token (aiohttp's response,
+    whose repr is the URL, and the raw reply stayed in _attempt's locals)."""
+    token = "tok-Locals-Vq7Rz2Kw"
+    app = web.Application()
+    handlers = {"trunc": _truncated_200, "slow": _stalled_200, "huge": _huge_404_echoing_the_url}
+    for name, handler in handlers.items():
+        app.router.add_route("DELETE", f"/api/v1/recycled/lib/{name}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = SMHSettings(
+        base_url=f"http://127.0.0.1:{port}",
+        library_id="lib",
+        access_token=token,
+        max_attempts=1,
+        timeout=1,
+    )
+    try:
+        async with SMHClient(settings) as smh:
+            for name in handlers:
+                with pytest.raises(SMHError) as caught:
+                    await smh.empty_recycle_bin(name)
+                shown = traceback.TracebackException.from_exception(
+                    caught.value, capture_locals=True
+                )
+                ours = [f for f in shown.stack if "smh_async" in f.filename]
+                assert ours, name
+                for frame in ours:  # (this test's own frame holds the token, of course)
+                    assert token not in repr(frame.locals), (name, frame.name)
+    finally:
+        await runner.cleanup()

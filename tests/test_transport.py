@@ -391,8 +391,12 @@ async def test_a_reset_during_the_handshake_stays_retryable(
 @pytest.mark.parametrize(
     ("overrides", "fields"),
     [
-        ({"verify_tls": False}, {"tls_verification"}),
-        ({"verify_tls": False, "ca_bundle": "CA"}, {"tls_verification", "ca_bundle"}),
+        ({"verify_tls": False, "base_url": "https://smh.test"}, {"tls_verification"}),
+        (
+            {"verify_tls": False, "base_url": "https://smh.test", "ca_bundle": "CA"},
+            {"tls_verification", "ca_bundle"},
+        ),
+        ({"verify_tls": False}, set()),  # plain http to loopback: no TLS to verify
         ({"base_url": "http://smh.test", "allow_insecure_http": True}, {"plain_http"}),
         ({}, set()),
     ],
@@ -424,19 +428,18 @@ async def test_turning_protection_off_is_logged_as_a_warning_when_the_client_ope
 async def test_purge_plan_warns_when_tls_verification_is_off(
     fake: FakeSMH, server: FakeServer
 ) -> None:
-    """SMH_VERIFY_TLS=false: `purge` logs purge.plan at warning level saying verification is
-    off, and the client's own warning follows."""
-    sid = fake.add_space(LIBRARY)
-    env = _cli_env(SMH_VERIFY_TLS="false", SMH_LIBRARY_SECRET=SECRET)
-    args = ["purge", sid, "--base-url", server.base_url, "--log-format", "json"]
-    proc = await _cli(*args, env=env)
+    """SMH_VERIFY_TLS=false with an https base URL: `purge` logs one warning saying
+    verification is off (smh.connection.insecure; purge.plan said it again), before it
+    sends anything (here to a port nobody listens on)."""
+    env = _cli_env(SMH_VERIFY_TLS="false", SMH_ACCESS_TOKEN="tok-Aq9Wm3Xe")
+    args = ["purge", "s1", "--base-url", f"https://127.0.0.1:{_free_port()}"]
+    proc = await _cli(*args, "--log-format", "json", "--max-attempts", "1", env=env)
     events = [
         json.loads(line) for line in proc.stderr.decode().splitlines() if line.startswith("{")
     ]
-    plan = next(e for e in events if e["event"] == "purge.plan")
-    assert proc.returncode == 0
-    assert plan["level"] == "warning" and plan["tls_verification"].startswith("off")
-    assert any(e["event"] == "smh.connection.insecure" for e in events)
+    warned = [e for e in events if "tls_verification" in e]
+    assert [e["event"] for e in warned] == ["smh.connection.insecure"]
+    assert warned[0]["level"] == "warning" and warned[0]["tls_verification"].startswith("off")
 
 
 # ---------------------------------------------------------------- T5: the demo

@@ -31,6 +31,7 @@ from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
 from smh_async._leftovers import holding_part, settle_leftovers
+from smh_async._lock import ReportBusy, ReportLock, lock_report
 from smh_async._logging import Redactor, configure_cli_logging
 from smh_async._multiproc import PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
@@ -155,8 +156,23 @@ class _Reports:
         self.release = None
         if args.report and args.wait_release is not None and not args.dry_run:
             self.release = ReportWriter(release_destination(args.report), append=same)
+        self.lock = self._lock(args.report)
+
+    @staticmethod
+    def _lock(report: str | None) -> ReportLock | None:
+        """Hold the report (and so its release file) from now, before anything is sent, to
+        the end: a second run into it is refused (smh_async._lock). A ``--processes``
+        child's report is a part, held with holding_part; the report is its parent's."""
+        if not report or _parent_pid() is not None:
+            return None
+        try:
+            return lock_report(report)
+        except ReportBusy as exc:
+            raise UsageError(f"--report {exc}; nothing was sent") from None
 
     def open(self, stack: ExitStack) -> None:
+        if self.lock is not None:  # released last: after the writers are closed
+            stack.callback(self.lock.release)
         if self.main is not None and self._starts_afresh(self.main):
             # A fresh report starts fresh release rows: `report` would fold an earlier run's
             # into this one's (a run without --wait-release writes none to replace them).

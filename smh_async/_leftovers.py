@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from smh_async._lock import ReportBusy, being_written
 from smh_async._report import (
     copy_lines,
     ends_mid_line,
@@ -56,6 +57,8 @@ def settle_leftovers(report: str | None, *, append: bool) -> str | None:
     """
     if not report:
         return None
+    if being_written(report):  # its parts, if any, are that run's: not leftovers
+        raise UsageError(f"--report {ReportBusy(report)}; nothing was sent")
     target = Path(report)
     home = parts_home(target)
     if home is None:  # a device or pipe: its runs kept their parts in scratch directories

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
@@ -103,9 +103,6 @@ def _loop_options(args: argparse.Namespace) -> dict[str, bool]:
 
 def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
-    from smh_async._leftovers import settle_leftovers
-    from smh_async._multiproc import count_to_purge, drop_option, run_processes
-
     if not 1 < args.processes <= 256:
         raise UsageError("--processes must be between 1 and 256")
     if args.shard:
@@ -119,6 +116,17 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         )
     check_files(args)
     _loop_options(args)  # before spawning: each child would fail the same way
+    # The parent holds the report from before the leftovers are merged to after its own
+    # merge: the children (whose reports are parts) take no lock on it.
+    with _holding_report(args.report, "--report", "nothing was sent"):
+        return _locked_multi_process_purge(args, argv)
+
+
+def _locked_multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
+    """:func:`_multi_process_purge` once the report is held."""
+    from smh_async._leftovers import settle_leftovers
+    from smh_async._multiproc import count_to_purge, drop_option, run_processes
+
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
     # Before counting for --max-spaces: the rows an earlier run left unmerged count as done.
     merged = settle_leftovers(args.report, append=append)
@@ -151,6 +159,23 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
         summary_json=args.summary_json,
         terminal=cast("TextIO", SafeStream(sys.stderr)) if tty else None,
     )
+
+
+@contextmanager
+def _holding_report(report: str | None, flag: str, consequence: str) -> Iterator[None]:
+    """Hold ``report``'s lock (smh_async._lock) for the block; another run holding it is a
+    usage error naming ``flag`` and saying ``consequence``."""
+    from smh_async._lock import ReportBusy, lock_report
+
+    try:
+        lock = lock_report(report) if report else None
+    except ReportBusy as exc:
+        raise UsageError(f"{flag} {exc}; {consequence}") from None
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def shows_status_line(args: argparse.Namespace) -> bool:
@@ -230,6 +255,9 @@ def _report_command(args: argparse.Namespace) -> int:
     ):
         raise UsageError(f"--output {args.output} is also the --spaces-file: it would be replaced")
     with ExitStack() as stack:
+        # Replacing a report while a run appends to it would lose the rows written after.
+        stack.enter_context(_holding_report(args.output, "--output", "nothing was written"))
+        writing = _being_written(args.paths, args.output)
         spaces = _input_ids(args.spaces_file, stack) if args.spaces_file else None
         try:
             summary = summarize_reports(
@@ -238,7 +266,21 @@ def _report_command(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot merge the reports: {exc}") from None
     print_report_summary(summary)
+    for path in writing:
+        print(
+            f"note: {path} is still being written by a running smh-async purge: these are "
+            "its rows so far",
+            flush=True,
+        )
     return EXIT_OK if summary.complete else EXIT_FAILED
+
+
+def _being_written(paths: Sequence[str], output: str | None) -> list[str]:
+    """The reports that a run is still writing (``report`` reads them as they are so far:
+    a note, not a failure). The output is held by this command itself."""
+    from smh_async._lock import being_written
+
+    return [p for p in paths if not (output and same_file(p, output)) and being_written(p)]
 
 
 def _input_ids(path: str, stack: ExitStack) -> Iterator[str]:

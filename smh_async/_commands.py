@@ -263,6 +263,9 @@ def _tuned_gc() -> Iterator[None]:
 async def purge_command(args: argparse.Namespace) -> int:
     """``smh-async purge`` in one process."""
     shard = _check_args(args)
+    # The report's lock first: leftover parts are merged into it under the lock, never by
+    # two runs starting at the same moment.
+    reports = _Reports(args)
     if _parent_pid() is None:  # a --processes child's report is a part: its parent's matter
         same = bool(args.resume and args.report) and same_file(args.resume, args.report)
         if merged := settle_leftovers(args.report, append=same):
@@ -273,7 +276,6 @@ async def purge_command(args: argparse.Namespace) -> int:
     settings, redactor = _setup(args, err, status)
     targets = Targets(ids=args.space_ids, file=args.spaces_file, all_spaces=args.all_spaces)
     skip = TargetFilter(shard, _resume_set(args.resume) if args.resume else None)
-    reports = _Reports(args)
     _log_plan(settings, shard)
     if shard is not None:  # every event of a shard's run says which shard it is
         structlog.contextvars.bind_contextvars(shard=str(shard))

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from smh_async._lock import ReportBusy, being_written
 from smh_async._report import (
-    copy_lines,
-    ends_mid_line,
+    append_files,
     is_regular_or_missing,
     release_destination,
     summarize_reports,
@@ -120,13 +119,7 @@ def _merge_into(target: Path, found: Sequence[Path]) -> None:
         if parts:
             summarize_reports([target, *parts] if target.exists() else parts, output=target)
         if releases:
-            destination = release_destination(target)
-            torn = ends_mid_line(destination)  # a killed writer's last line stays its own
-            with destination.open("ab") as out:
-                if torn:
-                    out.write(b"\n")
-                for path in releases:
-                    copy_lines(path, out)
+            append_files(release_destination(target), releases)
     except OSError as exc:  # a disk still full: every file stays as it was
         raise UsageError(
             f"--report {target}: cannot merge into it the report parts an earlier run left "

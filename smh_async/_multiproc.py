@@ -40,10 +40,9 @@ from smh_async._console import (
 from smh_async._leftovers import parts_home, totals_path
 from smh_async._report import (
     ReportSummary,
+    append_files,
     concatenate_reports,
-    copy_lines,
     copy_reports,
-    ends_mid_line,
     forget_release_rows,
     release_destination,
     release_path,
@@ -451,14 +450,7 @@ def _merge_release_files(parts: Sequence[Path], target: Path | None, *, append: 
         forget_release_rows(target)
     if target is not None and found:
         destination = release_destination(target)
-        # A torn last line (of the earlier file or of a killed child's) ends where it is:
-        # the next row must not be glued onto it.
-        torn = append and ends_mid_line(destination)
-        with destination.open("ab" if append else "wb") as out:
-            if torn:
-                out.write(b"\n")
-            for path in found:
-                copy_lines(path, out)
+        append_files(destination, found, append=append)
     for path in found:
         path.unlink()
     return str(destination) if destination else None

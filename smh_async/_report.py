@@ -560,6 +560,18 @@ def copy_lines(path: StrPath, out: IO[bytes]) -> None:
             out.write(b"\n")
 
 
+def append_files(destination: Path, sources: Iterable[StrPath], *, append: bool = True) -> None:
+    """Write ``sources`` one after the other into ``destination`` (after what it holds, if
+    ``append``), each torn last line (a process killed mid-write) ending where it is, so the
+    next row is never glued onto it."""
+    torn = append and ends_mid_line(destination)
+    with destination.open("ab" if append else "wb") as out:
+        if torn:
+            out.write(b"\n")
+        for path in sources:
+            copy_lines(path, out)
+
+
 def ends_mid_line(path: StrPath) -> bool:
     """True when ``path`` is a non-empty regular file whose last byte is not a newline: its
     last line was torn, and whatever is appended must start on a line of its own. A

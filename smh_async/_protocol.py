@@ -42,7 +42,6 @@ __all__ = [
     "Response",
     "TokenGrant",
     "body_too_large",
-    "check_empty_bin",
     "check_path_segment",
     "decode_bin_page",
     "decode_size",
@@ -611,10 +610,3 @@ def empty_bin_refusal(request: Request, response: Response) -> SMHDecodeError | 
     if response.status == 204 or not body or body == b"{}":
         return None
     return _shape_error(request, response, "204 No Content")
-
-
-def check_empty_bin(request: Request, response: Response) -> None:
-    """:func:`empty_bin_refusal`, raised."""
-    refusal = empty_bin_refusal(request, response)
-    if refusal is not None:
-        raise refusal

@@ -21,7 +21,7 @@ from smh_async import (
     SMHServerError,
 )
 from smh_async import _protocol as proto
-from smh_async._protocol import Response
+from smh_async._protocol import Request, Response
 
 EMPTY = proto.empty_recycle_bin("lib1", "space1")
 
@@ -166,12 +166,19 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert isinstance(err, SMHRateLimitedError) and err.retry_after == 3.0
 
 
+def check_empty_bin(request: Request, response: Response) -> None:
+    """``proto.empty_bin_refusal``, raised (as a decoder that raises, for the tables here)."""
+    refusal = proto.empty_bin_refusal(request, response)
+    if refusal is not None:
+        raise refusal
+
+
 def test_empty_bin_accepts_204_and_rejects_unexpected_2xx_bodies() -> None:
     """204 (or an empty 2xx) is accepted; a 2xx with some other body is a decode error."""
-    proto.check_empty_bin(EMPTY, reply(204))
-    proto.check_empty_bin(EMPTY, reply(200, b""))
+    check_empty_bin(EMPTY, reply(204))
+    check_empty_bin(EMPTY, reply(200, b""))
     with pytest.raises(SMHDecodeError) as info:
-        proto.check_empty_bin(EMPTY, reply(200, b"<html>portal</html>"))
+        check_empty_bin(EMPTY, reply(200, b"<html>portal</html>"))
     assert info.value.space_id == "space1" and not info.value.retryable
 
 
@@ -271,7 +278,7 @@ _DECODERS = {
     "bin": (proto.list_recycle_bin("lib1", "space1"), proto.decode_bin_page),
     "size": (proto.space_size("lib1", "space1"), proto.decode_size),
     "usage": (proto.usage("lib1", ["space1"]), proto.decode_usage),
-    "empty": (EMPTY, proto.check_empty_bin),
+    "empty": (EMPTY, check_empty_bin),
     "error": (EMPTY, proto.error_from_response),
 }
 

@@ -23,7 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from smh_async import _outcomes as outcomes
 from smh_async._auth import TOKEN_UNAVAILABLE
-from smh_async._cancel import cancel_requested, stray
+from smh_async._cancel import own_error, stray
 from smh_async._dedupe import FingerprintSet
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
@@ -348,12 +348,8 @@ class PurgeRun:
             result = callback(self.progress())
             if inspect.isawaitable(result):
                 await result
-        except Exception as exc:
-            self._callback_failed(exc, "on_progress")
-        except anyio.get_cancelled_exc_class() as exc:
-            if cancel_requested():
-                raise
-            self._callback_failed(stray(exc, "on_progress"), "on_progress")
+        except BaseException as exc:  # (a real cancellation is raised on)
+            self._callback_failed(own_error(exc, "on_progress"), "on_progress")
 
     async def _produce(self, source: SpaceSource, send: MemoryObjectSendStream[Job]) -> None:
         batch_size = USAGE_BATCH if self.release is not None else 1
@@ -391,14 +387,10 @@ class PurgeRun:
                         if unyielded >= IDS_PER_CHECKPOINT:
                             unyielded = 0
                             await anyio.lowlevel.checkpoint()
-                except Exception as exc:
+                except BaseException as exc:  # (a real cancellation is raised on)
                     if not reading:  # not the input's fault: a bug, or a size snapshot
                         raise
-                    self._input_failed(exc)
-                except anyio.get_cancelled_exc_class() as exc:
-                    if not reading or cancel_requested():
-                        raise
-                    self._input_failed(stray(exc, "the source of space ids"))
+                    self._input_failed(own_error(exc, "the source of space ids"))
             cut = self._reading.cancelled_caught or left
             if cut:
                 if batch is handing:  # the stop cut _dispatch, which reported the rest
@@ -606,12 +598,8 @@ class PurgeRun:
     async def _await_callback(self, pending: Awaitable[None]) -> None:
         try:
             await pending
-        except Exception as exc:
-            self._callback_failed(exc)
-        except anyio.get_cancelled_exc_class() as exc:
-            if cancel_requested():  # the run (or its host) is being cancelled
-                raise
-            self._callback_failed(stray(exc, "on_outcome"))
+        except BaseException as exc:  # (a real cancellation is raised on)
+            self._callback_failed(own_error(exc, "on_outcome"))
 
     def _callback_failed(self, exc: Exception, which: str = "on_outcome") -> None:
         """A host callback raised: without the record of outcomes (the report), or the

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["cancel_requested", "stray"]
+import anyio
+
+__all__ = ["cancel_requested", "own_error", "stray"]
 
 
 def cancel_requested() -> bool:
@@ -32,3 +34,14 @@ def stray(exc: BaseException, what: str) -> RuntimeError:
     )
     error.__cause__ = exc
     return error
+
+
+def own_error(exc: BaseException, what: str) -> Exception:
+    """What ``what`` (a host callback, the id source) raised, as its own error: an
+    ``Exception`` as it is, a stray ``CancelledError`` as :func:`stray` makes it; a real
+    cancellation (or ``KeyboardInterrupt``, ``SystemExit``) is raised on."""
+    if isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, anyio.get_cancelled_exc_class()) and not cancel_requested():
+        return stray(exc, what)
+    raise exc

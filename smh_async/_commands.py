@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO, cast
-from urllib.parse import quote
 
 import anyio
 import structlog
@@ -80,12 +79,12 @@ def load_settings(args: argparse.Namespace) -> SMHSettings:
 
 def _secrets(settings: SMHSettings) -> list[str]:
     """Every credential value the log must never show: token, library secret, and the
-    proxy's (a proxy error page echoing the request head shows its header), also in the
-    percent-encoded form a URL holds."""
+    proxy's (a proxy error page echoing the request head shows its header); the redactor
+    masks their percent-encoded forms too."""
     values = [s.get_secret_value() for s in (settings.access_token, settings.library_secret) if s]
     if settings.proxy_from_env:
         values += proxy_for(settings.base_url).secrets
-    return [*values, *(quote(v, safe="") for v in values)]
+    return values
 
 
 def _setup(

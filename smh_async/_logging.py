@@ -187,20 +187,26 @@ _stdlib_logger = structlog.wrap_logger(
 )
 
 
+def _forms(secret: str) -> list[str]:
+    """A secret as the log may show it: verbatim and percent-encoded (as a URL holds it);
+    forms under 4 characters would blank out ordinary words."""
+    return [v for v in dict.fromkeys((secret, quote(secret, safe=""))) if len(v) >= 4]
+
+
 class Redactor:
     """structlog processor that removes secrets from every event before rendering."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._known = {s for s in secrets if s and len(s) >= 4}
+        self._known = {form for s in secrets if s for form in _forms(s)}
         self._learned: list[str] = []  # tokens minted during the run, the latest last
         self._secrets = sorted(self._known, key=len, reverse=True)
         self._secret_keys: dict[str, bool] = {}  # event keys repeat: match each name once
 
     def learn(self, secret: str) -> None:
-        """Mask ``secret`` from now on, also percent-encoded (as it was in the URL): a token
-        minted during the run. The latest :data:`LEARNED_MAX` are kept."""
-        for value in (secret, quote(secret, safe="")):
-            if len(value) >= 4 and value not in self._known and value not in self._learned:
+        """Mask ``secret`` from now on (and its percent-encoded form): a token minted during
+        the run. The latest :data:`LEARNED_MAX` are kept."""
+        for value in _forms(secret):
+            if value not in self._known and value not in self._learned:
                 self._learned.append(value)
         del self._learned[:-LEARNED_MAX]
         self._secrets = sorted({*self._known, *self._learned}, key=len, reverse=True)

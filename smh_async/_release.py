@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 
-from smh_async._cancel import cancel_requested, stray
+from smh_async._cancel import own_error
 from smh_async._clock import utc_now_ms
 from smh_async._errors import SMHError
 from smh_async._logging import library_logger
@@ -246,12 +246,8 @@ class ReleaseWatcher:
             pending = callback(result)
             if inspect.isawaitable(pending):
                 await pending
-        except Exception as exc:
-            self._failed(exc)
-        except anyio.get_cancelled_exc_class() as exc:
-            if cancel_requested():
-                raise
-            self._failed(stray(exc, "on_release"))
+        except BaseException as exc:  # (a real cancellation is raised on)
+            self._failed(own_error(exc, "on_release"))
 
     def _failed(self, exc: Exception) -> None:
         """on_release raised: the callback is not called again and polling stops (the

@@ -37,7 +37,7 @@ from smh_async._models import (
 )
 from smh_async._outcomes import ATTEMPTS_SENT, RunTotals
 from smh_async._progress import LatencyHistogram, ProgressSnapshot
-from smh_async._protocol import PROXY_AUTH_REQUIRED, TLS_VERIFY_FAILED
+from smh_async._protocol import PROXY_AUTH_REQUIRED, PROXY_REFUSED, TLS_VERIFY_FAILED
 from smh_async._release import ReleaseCallback, ReleaseWatcher, snapshot_sizes
 from smh_async._targets import SpaceSource, aiter_ids, check_source, close_source
 
@@ -63,10 +63,12 @@ FATAL_AUTH_CODES = frozenset(
         "AccessTokenNotMatchLibrary",
         "WrongLibraryIdOrSecret",
         TOKEN_UNAVAILABLE,  # no token could be minted (the endpoint is down): none will be
-        # The server's identity (its certificate) or ours to the proxy (407) fails the same
-        # way for every space, and retrying cannot help: stop as for a rejected credential.
+        # The server's identity (its certificate), ours to the proxy (407) or the proxy's
+        # policy (a tunnel refused) fails the same way for every space, and retrying cannot
+        # help: stop as for a rejected credential.
         TLS_VERIFY_FAILED,
         PROXY_AUTH_REQUIRED,
+        PROXY_REFUSED,
     }
 )
 

@@ -409,12 +409,17 @@ class SMHClient:
     def _transport_error(request: Request, exc: BaseException) -> SMHError:
         """The error for an exchange that got no usable reply. Retryable, except what no
         retry can cure: a certificate that fails verification (wrong or missing CA, wrong
-        host, expired) and a proxy's 407; a reset in the middle of a handshake stays
-        retryable (an ``ssl.SSLError`` that is not a verification failure)."""
+        host, expired), a proxy's 407 and its other refusals of the tunnel; a reset in the
+        middle of a handshake stays retryable (an ``ssl.SSLError`` that is not a verification
+        failure)."""
         if isinstance(exc, SMHTransportError):
             return exc
-        if isinstance(exc, aiohttp.ClientHttpProxyError) and exc.status == 407:
-            return proto.proxy_auth_required(request)
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            if exc.status == 407:
+                return proto.proxy_auth_required(request)
+            refused = proto.proxy_refused(request, exc.status)
+            if refused is not None:
+                return refused
         cls = SMHTimeoutError if isinstance(exc, TimeoutError) else SMHTransportError
         detail = _without_urls(exc)
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -30,6 +30,7 @@ from smh_async._errors import (
     SMHRateLimitedError,
     SMHResponseError,
     SMHServerError,
+    SMHTransportError,
     scrub,
     without_surrogates,
 )
@@ -59,9 +60,13 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES = frozenset({"LibraryInitializing", "PathConflict"})
 REAUTH_CODE = "InvalidAccessToken"
 # Failures that no retry can cure, found before SMH saw the request (codes of our own):
-# the server's certificate does not verify, the proxy refuses its credentials.
+# the server's certificate does not verify, the proxy refuses its credentials or, by its
+# policy, the tunnel to the SMH host.
 TLS_VERIFY_FAILED = "TLSVerifyFailed"
 PROXY_AUTH_REQUIRED = "ProxyAuthRequired"
+PROXY_REFUSED = "ProxyRefused"
+# A CONNECT answered with one of these may be answered otherwise a moment later.
+_PROXY_TRANSIENT = frozenset({408, 429})
 MAX_SEGMENT = 256
 _MASK64 = (1 << 64) - 1
 MAX_TOKEN_LIFETIME = 315_360_000  # seconds: SMH's longest token period (10 years)
@@ -363,6 +368,27 @@ def proxy_auth_required(request: Request) -> SMHAuthError:
         space_id=request.space_id,
         route=request.template,
     )
+
+
+def proxy_refused(request: Request, status: int) -> SMHTransportError | None:
+    """The error for a proxy that answered a tunnel's CONNECT with a 4xx other than 407,
+    408 and 429 (a 403 from an ACL that does not allow the SMH host, a 405 from a proxy that
+    does not tunnel): every request would get the same answer, so it is not retried (and
+    stops a bulk run). None for any other status (a 5xx: the proxy could not reach the host,
+    perhaps only for now)."""
+    if not 400 <= status < 500 or status in _PROXY_TRANSIENT:
+        return None
+    error = SMHTransportError(
+        f"the proxy refused to open a tunnel to the SMH host (CONNECT answered {status}), "
+        "not retried: check the proxy's access rules, "
+        "or NO_PROXY / SMH_PROXY_FROM_ENV=false if SMH should not go through it",
+        status=status,
+        code=PROXY_REFUSED,
+        space_id=request.space_id,
+        route=request.template,
+    )
+    error.retryable = False
+    return error
 
 
 def needs_reauth(error: BaseException) -> bool:

@@ -6,7 +6,7 @@ input exactly, whatever its order, and a re-run (or a retried Kubernetes index) 
 spaces again. The hash is the first 8 bytes of SHA-256 of the UTF-8 id, big-endian, mod N:
 reproducible anywhere (``printf %s "$id" | sha256sum``) and, unlike Python's ``hash()``, not
 salted per process. It is deliberately a different hash from the de-duplication fingerprint
-(BLAKE2b), so a shard's ids still spread evenly over that table.
+(Python's salted string hash), so a shard's ids still spread evenly over that table.
 """
 
 from __future__ import annotations

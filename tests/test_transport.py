@@ -214,9 +214,10 @@ def test_the_cli_log_redactor_knows_the_proxy_credentials(
 
 
 class RefusingProxy:
-    """A proxy that answers every CONNECT with 407 and counts them."""
+    """A proxy that answers every CONNECT with ``status`` (407 by default) and counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: bytes = b"407 Proxy Authentication Required") -> None:
+        self.status = status
         self.connects = 0
         self.port = 0
 
@@ -225,7 +226,7 @@ class RefusingProxy:
             await reader.readuntil(b"\r\n\r\n")
             self.connects += 1
             writer.write(
-                b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                b"HTTP/1.1 " + self.status + b"\r\n"
                 b'Proxy-Authenticate: Basic realm="x"\r\nContent-Length: 0\r\n\r\n'
             )
             await writer.drain()
@@ -270,6 +271,59 @@ async def test_a_proxy_407_is_not_retried_keeps_its_status_and_stops_the_run(
     assert summary.aborted == "auth" and summary.accepted == 0
     assert proxy.connects == 1
     assert "wrong-pw" not in repr(outcomes)
+
+
+@pytest.mark.parametrize("status", [b"403 Forbidden", b"405 Method Not Allowed"])
+async def test_a_proxy_refusing_the_tunnel_by_policy_is_not_retried_and_stops_the_run(
+    fake: FakeSMH, server: FakeServer, clear_proxy_env: pytest.MonkeyPatch, status: bytes
+) -> None:
+    """CONNECT answered 403 (a proxy ACL denying the SMH host) or 405: the space fails
+    ProxyRefused with that http_status after one attempt and the run stops at once, so
+    the proxy sees one CONNECT, not max_attempts for every space."""
+    ids = fake.add_spaces(LIBRARY, count=5)
+    outcomes: list[PurgeOutcome] = []
+    async with RefusingProxy(status).running() as proxy:
+        clear_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        settings = make_settings(
+            server,
+            base_url=f"https://{REMOTE_HOST}:{_free_port()}",
+            library_secret=None,
+            access_token=fake.issue_token(LIBRARY),
+            max_attempts=5,
+        )
+        async with SMHClient(settings) as smh:
+            summary = await smh.purge_all(ids, concurrency=1, on_outcome=outcomes.append)
+    failed = [o for o in outcomes if o.outcome == "failed"]
+    code = int(status.split()[0])
+    assert [(o.error_code, o.http_status, o.attempts) for o in failed] == [
+        ("ProxyRefused", code, 1)
+    ]
+    assert "proxy" in (failed[0].error_message or "")
+    assert summary.aborted == "auth" and summary.accepted == 0
+    assert proxy.connects == 1
+
+
+async def test_a_proxy_502_on_connect_stays_retryable(
+    fake: FakeSMH, server: FakeServer, clear_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """CONNECT answered 502 (the proxy could not reach the host, maybe for a moment): retried
+    up to max_attempts like a connection error, and the run goes on to the next space."""
+    ids = fake.add_spaces(LIBRARY, count=2)
+    outcomes: list[PurgeOutcome] = []
+    async with RefusingProxy(b"502 Bad Gateway").running() as proxy:
+        clear_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        settings = make_settings(
+            server,
+            base_url=f"https://{REMOTE_HOST}:{_free_port()}",
+            library_secret=None,
+            access_token=fake.issue_token(LIBRARY),
+            max_attempts=3,
+        )
+        async with SMHClient(settings) as smh:
+            summary = await smh.purge_all(ids, concurrency=1, on_outcome=outcomes.append)
+    assert summary.aborted is None and summary.failed == 2
+    assert sorted(o.attempts for o in outcomes) == [3, 3]
+    assert proxy.connects == 6
 
 
 async def test_a_plain_http_proxy_407_is_proxy_auth_required(

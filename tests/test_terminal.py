@@ -241,3 +241,22 @@ async def test_purge_summary_on_a_full_disk_says_so_and_keeps_the_exit_code(
         "smh-async: error: cannot write to stdout: No space left on device"
     ]
     assert len(report.read_text().splitlines()) == 2
+
+
+async def test_processes_children_log_lines_do_not_run_into_the_live_line(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--processes on a terminal: a child's warning clears the parent's live line before it
+    is written (it was glued to the end of "purge N done … (2 processes)")."""
+    ids = fake.add_spaces(LIBRARY, count=40)
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join([*ids, "nosuch-space-1", "nosuch-space-2"]) + "\n")
+    code, screen, stdout = await on_terminal(
+        "purge", "--spaces-file", str(spaces), "--processes", "2", env=_env(server)
+    )
+    assert code == 1, screen
+    logged = [line for line in screen.split(b"\n") if b"purge.space" in line]
+    assert len(logged) == 2, screen
+    for line in logged:  # what is left on screen: the text after the last clear-line
+        assert b"(2 processes)" not in line.rsplit(CLEAR, 1)[-1], line
+    assert b"failed: 2" in stdout

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from smh_async._progress import ProgressSnapshot
 from smh_async.testing import FakeServer, FakeSMH
 from tests.conftest import LIBRARY, SECRET
 
@@ -260,3 +261,14 @@ async def test_processes_children_log_lines_do_not_run_into_the_live_line(
     for line in logged:  # what is left on screen: the text after the last clear-line
         assert b"(2 processes)" not in line.rsplit(CLEAR, 1)[-1], line
     assert b"failed: 2" in stdout
+
+
+def test_live_line_of_a_stopped_run_says_how_many_never_started() -> None:
+    """After a stop, the live line's last drawing names the spaces never started: "400/400
+    (100.0%)" alone read as a finished purge on the operator's screen."""
+    stopped = ProgressSnapshot(400, 400, True, 30, 2, 0, in_flight=0, elapsed_s=1.0, skipped=368)
+    line = stopped.line()
+    assert line.startswith("400/400 (100.0%)")
+    assert "not started 368" in line and "failed 2" in line
+    running = ProgressSnapshot(40, 400, True, 40, 0, 0, in_flight=2, elapsed_s=1.0)
+    assert "not started" not in running.line()

@@ -94,6 +94,11 @@ def _setup(
     level = args.log_level or ("warning" if status is not None else "info")
     # StatusLine is file-like (write/flush/isatty), which is all structlog's WriteLogger uses.
     stream = cast("TextIO", status if status is not None else err)
+    if status is None and _parent_pid() is not None and err.isatty():
+        # A --processes child on the parent's terminal, where the parent draws its live
+        # line: each log line clears that line first (a StatusLine that never shows one)
+        # instead of starting at its end; the parent redraws it below.
+        stream = cast("TextIO", StatusLine(cast("TextIO", err)))
     redactor = configure_cli_logging(
         fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
     )

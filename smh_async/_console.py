@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -32,11 +31,14 @@ __all__ = [
     "SafeStream",
     "StatusLine",
     "check_lines",
+    "colours_wanted",
+    "dumb_terminal",
     "print_report_summary",
     "print_summary",
 ]
 
 _CLEAR = "\r\x1b[K"
+_FALLBACK_COLUMNS = 100
 
 
 class StatusLine:
@@ -49,6 +51,22 @@ class StatusLine:
     def isatty(self) -> bool:
         """Always the wrapped stream's answer (decides console vs JSON logs)."""
         return self._stream.isatty()
+
+    def _columns(self) -> int:
+        """The width of the terminal the line is drawn on (``COLUMNS`` wins, as in
+        ``shutil.get_terminal_size``, which measures stdout's: with stdout redirected, the
+        line was cut at 100 columns and wrapped on a narrower terminal, each redraw
+        leaving a line behind)."""
+        try:
+            columns = int(os.environ.get("COLUMNS", ""))
+        except ValueError:
+            columns = 0
+        if columns > 0:
+            return columns
+        try:
+            return os.get_terminal_size(self._stream.fileno()).columns or _FALLBACK_COLUMNS
+        except (AttributeError, OSError, ValueError):  # not a terminal (a test's buffer)
+            return _FALLBACK_COLUMNS
 
     def write(self, text: str) -> int:
         """Log output: clear the status line, write, redraw it."""
@@ -67,8 +85,7 @@ class StatusLine:
 
     def show_text(self, text: str) -> None:
         """Replace the status line with ``purge TEXT`` (cut to the terminal width)."""
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        self._line = ("purge " + text)[:width]
+        self._line = ("purge " + text)[: self._columns() - 1]
         self._stream.write(_CLEAR + self._line)
         self._stream.flush()
 
@@ -324,11 +341,24 @@ def check_lines(counters: Mapping[str, int], *, dry_run: int) -> list[str]:
     return lines
 
 
+def dumb_terminal() -> bool:
+    """``TERM=dumb`` (an editor's shell buffer): no colours, no line redrawn in place."""
+    return os.environ.get("TERM") == "dumb"
+
+
+def colours_wanted(stream: Any) -> bool:
+    """ANSI colours on ``stream``: a terminal, unless ``NO_COLOR`` is set to anything but
+    the empty string (https://no-color.org) or the terminal is dumb."""
+    return bool(stream.isatty()) and not os.environ.get("NO_COLOR") and not dumb_terminal()
+
+
 def say(line: str) -> None:
     """One line to stderr in one write: ``print`` writes the text and its newline apart, so
-    the same error from several ``--processes`` children came out run together."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    the same error from several ``--processes`` children came out run together. A stderr
+    that cannot be written (a terminal that hung up) loses the line, not the exit code."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def stop_lines(aborted: str | None, interrupted: bool, report: str | None) -> list[str]:
@@ -392,6 +422,12 @@ class SafeStream:
                 self._stream.flush()
             except (OSError, ValueError) as exc:
                 self._lose(exc)
+
+    def fileno(self) -> int:
+        """The wrapped stream's descriptor (OSError once lost: it points at /dev/null)."""
+        if self._stream is None:
+            raise OSError("the stream's reader is gone")
+        return self._stream.fileno()
 
     def isatty(self) -> bool:
         """Whether the stream is a terminal (False once lost)."""

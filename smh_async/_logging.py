@@ -30,7 +30,7 @@ import structlog
 import structlog._config as _structlog_config
 
 from smh_async._clock import utc_now_us
-from smh_async._console import SafeStream
+from smh_async._console import SafeStream, colours_wanted
 from smh_async._errors import scrub
 
 __all__ = ["LOGGER_NAME", "Redactor", "configure_cli_logging", "library_logger"]
@@ -310,7 +310,7 @@ def configure_cli_logging(
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_render_json)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=colours_wanted(out))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

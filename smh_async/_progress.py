@@ -109,7 +109,8 @@ class ProgressSnapshot:
         }
 
     def line(self) -> str:
-        """One human line: done/total, share, rate, ETA, in flight, failures by code."""
+        """One human line: done/total, share, rate, ETA, in flight, spaces never started
+        (the run stopped), failures by code."""
         share = ""
         if self.total_final and self.total:
             share = f" ({100.0 * self.done / self.total:.1f}%)"
@@ -120,6 +121,8 @@ class ProgressSnapshot:
             f"ETA {format_duration(eta) if eta is not None else '?'}",
             f"in flight {self.in_flight}",
         ]
+        if self.skipped:  # a stopped run: "400/400 (100.0%)" alone read as all purged
+            parts.append(f"not started {self.skipped}")
         if self.failed:
             codes = ", ".join(f"{c}={n}" for c, n in sorted(self.by_error_code.items()))
             parts.append(f"failed {self.failed} ({codes})")

@@ -11,6 +11,7 @@ a threshold or guard; 130 interrupted (report flushed, resumable).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, cast
 
 from smh_async._cli_args import build_parser, read_environment
-from smh_async._console import SafeStream, print_report_summary, say
+from smh_async._console import SafeStream, dumb_terminal, print_report_summary, say
 from smh_async._errors import SMHConfigError
 from smh_async._report import summarize_reports
 
@@ -42,12 +43,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (lives as long as we do)
+        _escape_what_cannot_be_encoded(getattr(sys, name))
     args = build_parser(read_environment()).parse_args(argv)
     if getattr(args, "env_error", None):  # an SMH_<OPTION> that does not fit its option
         say(f"smh-async: error: {args.env_error}")
         return EXIT_USAGE
-    if args.command == "purge":  # its summary survives a reader gone (`| head`, a hang-up)
+    if args.command in ("purge", "report", "demo"):
+        # Their output survives a reader gone (`| head`, a hang-up) or a full disk: the
+        # exit code stays what the run earned (see _stdout_lost).
         sys.stdout = cast("TextIO", SafeStream(sys.stdout))
+    code = _run(args, argv)
+    return _stdout_lost(args.command, code)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Run the parsed command; returns its exit code."""
     try:
         if args.command == "purge" and args.processes != 1:
             return _multi_process_purge(args, sys.argv[1:] if argv is None else list(argv))
@@ -74,6 +84,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("smh-async: interrupted")
         return EXIT_INTERRUPTED
+
+
+def _escape_what_cannot_be_encoded(stream: object) -> None:
+    """Give ``stream`` (stdout) the error handler Python gives stderr: a character its
+    encoding lacks (an ASCII locale: ``LC_ALL=C PYTHONUTF8=0``; a file name that is not
+    UTF-8) is written as an escape, ``caf\\xe9``, instead of raising UnicodeEncodeError:
+    ``--help`` died on its '→', ``report`` without a summary, and purge's summary was lost."""
+    if not isinstance(stream, io.TextIOWrapper) or stream.errors == "backslashreplace":
+        return
+    try:  # a non-ASCII character, and a byte of a file name that is not UTF-8
+        "\u2192\udcff".encode(stream.encoding, stream.errors or "strict")
+    except (UnicodeEncodeError, LookupError):
+        stream.reconfigure(errors="backslashreplace")
+
+
+def _stdout_lost(command: str, code: int) -> int:
+    """The exit code once stdout may have failed (:class:`SafeStream` dropped the rest).
+
+    A reader that went away (``| head``) is not an error: it read what it wanted. Any other
+    failure (a full disk) gets one line on stderr; ``report``'s and ``demo``'s output is
+    their product, so they exit 1, as ``spaces`` does; ``purge`` keeps the run's exit code
+    (the report and ``--summary-json`` hold its outcome)."""
+    lost = getattr(sys.stdout, "lost", None)
+    if lost is None or isinstance(lost, BrokenPipeError):
+        return code
+    reason = lost.strerror if isinstance(lost, OSError) and lost.strerror else lost
+    say(f"smh-async: error: cannot write to stdout: {reason}")
+    return code if command == "purge" or code != EXIT_OK else EXIT_FAILED
 
 
 def _name_the_source(message: str, args: argparse.Namespace, argv: Sequence[str]) -> str:
@@ -179,8 +217,14 @@ def _holding_report(report: str | None, flag: str, consequence: str) -> Iterator
 
 
 def shows_status_line(args: argparse.Namespace) -> bool:
-    """A live progress line on stderr: a terminal, progress on, logs not forced to JSON."""
-    return not args.no_progress and sys.stderr.isatty() and args.log_format != "json"
+    """A live progress line on stderr: a terminal that can redraw a line (not
+    ``TERM=dumb``), progress on, logs not forced to JSON."""
+    return (
+        not args.no_progress
+        and sys.stderr.isatty()
+        and args.log_format != "json"
+        and not dumb_terminal()
+    )
 
 
 def check_files(args: argparse.Namespace) -> None:

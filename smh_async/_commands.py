@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import json
 import os
@@ -326,9 +327,7 @@ async def _run_purge(
             report_not_started=targets.rereadable and not targets.all_spaces,
             **reports.options(),
         )
-        # Nobody reads the log any more (`| head` is done, the terminal hung up): stop as
-        # on SIGTERM, so every space started is finished and reported, not cut off.
-        err.on_lost = lambda: run.stop(interrupted=True)
+        err.on_lost = lambda: _log_lost(run, err.lost)
         with ExitStack() as stack:
             reports.open(stack)
             if reports.path and _parent_pid() is not None:
@@ -473,6 +472,22 @@ def _parent_pid() -> int | None:
     """The ``--processes`` parent's pid when this process is one of its children."""
     value = os.environ.get(PARENT_PID_ENV, "")
     return int(value) if value.isdigit() else None
+
+
+# A log that cannot be written, as opposed to one nobody reads any more.
+_LOG_UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _log_lost(run: PurgeRun, lost: BaseException | None) -> None:
+    """The log on stderr failed: stop, so that nothing is done without a trace, and every
+    space started is finished and reported, not cut off. Nobody reads it any more (`| head`
+    is done, the terminal hung up): as on SIGTERM, interrupted. It cannot be written (a full
+    disk or quota): aborted ``log_unwritable``, exit 3, which no one would read as a Ctrl-C.
+    """
+    if isinstance(lost, OSError) and lost.errno in _LOG_UNWRITABLE:
+        run.stop(reason="log_unwritable")
+    else:
+        run.stop(interrupted=True)
 
 
 def _log_plan(settings: SMHSettings, shard: Shard | None) -> None:

@@ -373,8 +373,10 @@ def stop_lines(aborted: str | None, interrupted: bool, report: str | None) -> li
     if aborted:
         # A window ran out: nothing is wrong, the rest is simply still to do. (The
         # --processes parent joins its children's reasons: "failure_rate,max_duration".)
-        # (token_unavailable: the token endpoint was down, nothing to fix but to resume.)
-        window = bool({"max_duration", "token_unavailable"} & set(aborted.split(",")))
+        # (token_unavailable: the token endpoint was down, nothing to fix but to resume;
+        # log_unwritable: the log's disk is full, free it and resume.)
+        resumable = {"max_duration", "token_unavailable", "log_unwritable"}
+        window = bool(resumable & set(aborted.split(",")))
         lines.append(f"ABORTED: {aborted}: {way_on}" if window else f"ABORTED: {aborted}")
     if interrupted:
         lines.append(f"INTERRUPTED: {way_on}")

@@ -839,6 +839,27 @@ async def test_a_log_reader_that_goes_away_stops_the_run_and_loses_nothing(
     assert 0 < len(stopped_rows(report, ids, deletes(fake))) < 400
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+async def test_a_log_on_a_full_disk_aborts_the_run_with_exit_3_not_130(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """stderr on a full disk (cron's `2>>/var/log/smh.log` with /var/log full: /dev/full
+    here): the run stops as when the log's reader goes away, but says why, `ABORTED:
+    log_unwritable`, exit 3 (it was 130, "interrupted", which nobody did); the report still
+    has a row for every space, and --summary-json the reason."""
+    ids = fake.add_spaces(LIBRARY, count=50, items_per_space=1, item_size=10)
+    report, summary = tmp_path / "r.jsonl", tmp_path / "s.json"
+    cmd = [sys.executable, "-m", "smh_async", "purge", *ids, "--report", str(report)]
+    cmd += ["--log-format", "json", "--summary-json", str(summary)]
+    line = f"exec {shlex.join(cmd)} 2>/dev/full"
+    proc = await anyio.run_process(["sh", "-c", line], env=_env(server), check=False)
+    assert proc.returncode == 3, proc.stdout
+    assert b"ABORTED: log_unwritable" in proc.stdout
+    stopped_rows(report, ids, deletes(fake))
+    totals = json.loads(summary.read_text())
+    assert (totals["aborted"], totals["interrupted"]) == ("log_unwritable", False)
+
+
 @pytest.mark.parametrize("closed", ["2>&-", ">&- 2>&-"])
 async def test_closed_stdout_or_stderr_at_start_is_not_a_crash(
     fake: FakeSMH, server: FakeServer, tmp_path: Path, closed: str

@@ -15,7 +15,7 @@ import ipaddress
 import os
 import ssl
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
-from smh_async._errors import SMHConfigError
-from smh_async._protocol import check_path_segment
+from smh_async._errors import InvalidSpaceIdError, SMHConfigError
+from smh_async._protocol import MAX_SEGMENT, check_path_segment
 
 __all__ = ["DEFAULT_BASE_URL", "SMHSettings", "ca_bundle_context", "is_loopback_host"]
 
@@ -87,6 +87,14 @@ class SMHSettings(BaseSettings):
     )
 
     def __init__(self, **values: Any) -> None:
+        # extra="ignore" is for the .env file, which holds the CLI's run options and other
+        # programs' variables; a keyword is ours, so a misspelt one must not vanish.
+        unknown = [k for k in values if not k.startswith("_") and k.lower() not in _FIELDS]
+        if unknown:
+            raise SMHConfigError(
+                "invalid settings: " + "; ".join(f"unknown setting {k!r}" for k in unknown),
+                fields=tuple(unknown),
+            )
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -108,7 +116,16 @@ class SMHSettings(BaseSettings):
     @classmethod
     def _library_id_is_a_segment(cls, value: str | None) -> str | None:
         if value is not None:
-            check_path_segment(value, what="library id")
+            try:
+                check_path_segment(value, what="library id")
+            except InvalidSpaceIdError:
+                if not value:
+                    raise ValueError("library id is empty") from None
+                # Its message shows the value: maybe a secret set in the wrong variable.
+                raise ValueError(
+                    f"must be 1 to {MAX_SEGMENT} letters, digits or '-._~', not '.' or '..' (one URL "
+                    "path segment); the value is not shown"
+                ) from None
         return value
 
     @field_validator("ca_bundle", mode="before")
@@ -159,12 +176,35 @@ class SMHSettings(BaseSettings):
             )
         return self
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:  # frozen: pydantic's error shows the value (a secret?)
+            errors: Any = [
+                {"type": e["type"], "loc": e["loc"], "input": None} for e in exc.errors()
+            ]
+            raise ValidationError.from_exception_data(exc.title, errors, hide_input=True) from None
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> SMHSettings:
+        """A copy; the values in ``update`` are validated as the constructor validates them
+        (pydantic's own copy does not validate, so ``http://`` or ``concurrency=0`` got in).
+        The environment and ``.env`` are not read again: every other value stays as it is."""
+        if not update:
+            return super().model_copy(deep=deep)
+        values = {name: getattr(self, name) for name in _FIELDS}
+        return type(self)(_env_file=None, **{**values, **update})
+
     def __repr_args__(self) -> Any:
         # SecretStr already masks itself; this keeps the repr short and obviously safe.
         for name, value in super().__repr_args__():
             if name in ("access_token", "library_secret") and value is not None:
                 value = "**********"
             yield name, value
+
+
+_FIELDS = frozenset(SMHSettings.model_fields)
 
 
 def ca_bundle_context(path: Path) -> ssl.SSLContext:

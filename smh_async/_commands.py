@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import gc
 import json
 import os
@@ -24,7 +25,7 @@ import structlog
 
 from smh_async._auth import TOKEN_UNAVAILABLE, LibrarySecretToken
 from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
-from smh_async._cli_args import SETTING_FLAGS
+from smh_async._cli_args import ENV_OPTIONS, SETTING_FLAGS, env_name, read_environment
 from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
@@ -43,7 +44,7 @@ from smh_async._report import (
     write_summary_json,
 )
 from smh_async._settings import SMHSettings
-from smh_async._shard import Shard
+from smh_async._shard import COUNT_ENV, SHARD_INDEX_ENV, Shard
 from smh_async._targets import TargetFilter, Targets, count_targets, file_encoding_problem
 from smh_async.cli import (
     EXIT_ABORTED,
@@ -97,7 +98,23 @@ def _setup(
     redactor = configure_cli_logging(
         fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
     )
+    _warn_unknown_variables()
     return settings, redactor
+
+
+def _warn_unknown_variables() -> None:
+    """Name each ``SMH_*`` variable (environment or .env) that nothing reads, never its
+    value: a misspelt ``SMH_DRYRUN=1`` would otherwise run a real purge without a word."""
+    known = {env_name(field) for field in SMHSettings.model_fields}
+    known |= {env_name(option) for option in ENV_OPTIONS}
+    known |= {COUNT_ENV, SHARD_INDEX_ENV, PARENT_PID_ENV}
+    log = structlog.get_logger("smh_async.cli")
+    for name in sorted(read_environment()):
+        if name.upper() not in known:  # the settings' names are not case-sensitive
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            log.warning(
+                "config.unknown_variable", variable=name, did_you_mean=next(iter(close), None)
+            )
 
 
 def _client(settings: SMHSettings, redactor: Redactor) -> SMHClient:
@@ -140,7 +157,8 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
             raise UsageError(f"--{flag.replace('_', '-')} must be a number, not negative")
     check_files(args)
     try:
-        return Shard.parse(args.shard)
+        # SMH_SHARD_* from .env too, as every SMH_* variable (JOB_COMPLETION_INDEX: Kubernetes').
+        return Shard.parse(args.shard, {**os.environ, **read_environment()})
     except ValueError as exc:
         raise UsageError(f"--shard: {exc}") from None
 

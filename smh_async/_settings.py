@@ -123,8 +123,8 @@ class SMHSettings(BaseSettings):
                     raise ValueError("library id is empty") from None
                 # Its message shows the value: maybe a secret set in the wrong variable.
                 raise ValueError(
-                    f"must be 1 to {MAX_SEGMENT} letters, digits or '-._~', not '.' or '..' (one URL "
-                    "path segment); the value is not shown"
+                    f"must be 1 to {MAX_SEGMENT} letters, digits or '-._~', not '.' or '..' (one "
+                    "URL path segment); the value is not shown"
                 ) from None
         return value
 

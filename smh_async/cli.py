@@ -22,6 +22,7 @@ from smh_async._cli_args import build_parser, read_environment
 from smh_async._console import SafeStream, print_report_summary, say
 from smh_async._errors import SMHConfigError
 from smh_async._report import summarize_reports
+from smh_async._shard import COUNT_ENV
 
 if TYPE_CHECKING:
     from smh_async._models import PurgeSummary
@@ -105,8 +106,10 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
     if not 1 < args.processes <= 256:
         raise UsageError("--processes must be between 1 and 256")
-    if args.shard:
-        raise UsageError("--processes cannot take --shard (it makes the shards itself)")
+    if args.shard or read_environment().get(COUNT_ENV, "").strip():
+        raise UsageError(
+            "--processes cannot take --shard or SMH_SHARD_COUNT (it makes the shards itself)"
+        )
     if args.spaces_file and args.spaces_file != "-" and not Path(args.spaces_file).exists():
         raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
     if args.spaces_file == "-" or (args.spaces_file and not Path(args.spaces_file).is_file()):

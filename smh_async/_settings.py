@@ -110,6 +110,14 @@ class SMHSettings(BaseSettings):
         # An empty SMH_LIBRARY_SECRET= (e.g. a missing Kubernetes secret) must not be sent.
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty or blank (unset it instead)")
+        if value is not None and any(
+            ch.isspace() or not ch.isprintable() for ch in value.get_secret_value()
+        ):
+            # Sent as is, a secret file's final newline read as "wrong library id or secret".
+            raise ValueError(
+                "must not contain white space or control characters (a newline at the end "
+                "of the file it came from?)"
+            )
         return value
 
     @field_validator("library_id")

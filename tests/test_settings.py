@@ -264,3 +264,19 @@ async def test_client_overrides_are_validated() -> None:
         SMHClient(s, base_url="http://smh.example.com")
     with pytest.raises(SMHConfigError, match="concurrency"):
         SMHClient(s, concurrency=0)
+
+
+@pytest.mark.parametrize("field", ["access_token", "library_secret"])
+@pytest.mark.parametrize(
+    "value", ["sec-Wsleak-3\n", " sec-Wsleak-3", "sec-Ws leak-3", "sec\tWsleak"]
+)
+def test_credential_with_white_space_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    """A credential with white space (the newline a secret file often ends with) is refused,
+    naming the field, not its value: it was sent as is and read as a wrong secret."""
+    monkeypatch.setenv(f"SMH_{field.upper()}", value)
+    with pytest.raises(SMHConfigError) as info:
+        SMHSettings()
+    assert str(info.value).startswith(f"invalid settings: {field} (SMH_{field.upper()}): ")
+    assert "white space" in str(info.value) and "leak" not in str(info.value)

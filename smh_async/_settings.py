@@ -89,7 +89,8 @@ class SMHSettings(BaseSettings):
     def __init__(self, **values: Any) -> None:
         # extra="ignore" is for the .env file, which holds the CLI's run options and other
         # programs' variables; a keyword is ours, so a misspelt one must not vanish.
-        unknown = [k for k in values if not k.startswith("_") and k.lower() not in _FIELDS]
+        fields = type(self).model_fields  # a host's subclass may add its own
+        unknown = [k for k in values if not k.startswith("_") and k.lower() not in fields]
         if unknown:
             raise SMHConfigError(
                 "invalid settings: " + "; ".join(f"unknown setting {k!r}" for k in unknown),
@@ -201,7 +202,7 @@ class SMHSettings(BaseSettings):
         The environment and ``.env`` are not read again: every other value stays as it is."""
         if not update:
             return super().model_copy(deep=deep)
-        values = {name: getattr(self, name) for name in _FIELDS}
+        values = {name: getattr(self, name) for name in type(self).model_fields}
         return type(self)(_env_file=None, **{**values, **update})
 
     def __repr_args__(self) -> Any:
@@ -210,9 +211,6 @@ class SMHSettings(BaseSettings):
             if name in ("access_token", "library_secret") and value is not None:
                 value = "**********"
             yield name, value
-
-
-_FIELDS = frozenset(SMHSettings.model_fields)
 
 
 def ca_bundle_context(path: Path) -> ssl.SSLContext:

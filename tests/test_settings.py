@@ -280,3 +280,15 @@ def test_credential_with_white_space_is_a_config_error(
         SMHSettings()
     assert str(info.value).startswith(f"invalid settings: {field} (SMH_{field.upper()}): ")
     assert "white space" in str(info.value) and "leak" not in str(info.value)
+
+
+def test_a_subclass_keeps_its_own_fields() -> None:
+    """A host's subclass with fields of its own takes them as keywords and in a copy."""
+
+    class HostSettings(SMHSettings):
+        tenant_batch: int = 10
+
+    s = HostSettings(tenant_batch=5, library_id="lib")
+    assert s.model_copy(update={"concurrency": 3}).tenant_batch == 5
+    with pytest.raises(SMHConfigError, match="unknown setting 'tenant_bacth'"):
+        HostSettings(tenant_bacth=5)

@@ -107,18 +107,21 @@ class SMHSettings(BaseSettings):
 
     @field_validator("access_token", "library_secret")
     @classmethod
-    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret_is_plausible(cls, value: SecretStr | None) -> SecretStr | None:
+        text = value.get_secret_value() if value is not None else None
+        if text is None:
+            return value
         # An empty SMH_LIBRARY_SECRET= (e.g. a missing Kubernetes secret) must not be sent.
-        if value is not None and not value.get_secret_value().strip():
+        if not text.strip():
             raise ValueError("must not be empty or blank (unset it instead)")
-        if value is not None and any(
-            ch.isspace() or not ch.isprintable() for ch in value.get_secret_value()
-        ):
+        if any(ch.isspace() or not ch.isprintable() for ch in text):
             # Sent as is, a secret file's final newline read as "wrong library id or secret".
             raise ValueError(
                 "must not contain white space or control characters (a newline at the end "
                 "of the file it came from?)"
             )
+        if set(text) == {"*"}:  # what model_dump and repr show: settings rebuilt from a dump
+            raise ValueError("is a masked value ('**********'), not the credential itself")
         return value
 
     @field_validator("library_id")

@@ -292,3 +292,11 @@ def test_a_subclass_keeps_its_own_fields() -> None:
     assert s.model_copy(update={"concurrency": 3}).tenant_batch == 5
     with pytest.raises(SMHConfigError, match="unknown setting 'tenant_bacth'"):
         HostSettings(tenant_bacth=5)
+
+
+def test_a_dumped_settings_masked_credential_is_refused() -> None:
+    """Settings rebuilt from their own JSON dump get the mask, not the secret: refused,
+    rather than sent as a token or secret and rejected by SMH as a wrong one."""
+    s = SMHSettings(library_id="lib", library_secret="sec-Mask-1")
+    with pytest.raises(ValueError, match=r"library_secret \(SMH_LIBRARY_SECRET\): .*masked"):
+        SMHSettings.model_validate_json(s.model_dump_json())

@@ -33,7 +33,7 @@ from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
 from smh_async._leftovers import holding_part, settle_leftovers
 from smh_async._lock import ReportBusy, ReportLock, lock_report
 from smh_async._logging import Redactor, configure_cli_logging
-from smh_async._multiproc import PARENT_PID_ENV
+from smh_async._multiproc import FLAG_SECRET_ENV, PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
 from smh_async._proxy import proxy_for
 from smh_async._report import (
@@ -71,6 +71,10 @@ def load_settings(args: argparse.Namespace) -> SMHSettings:
         for flag, field in SETTING_FLAGS.items()
         if getattr(args, flag, None) is not None
     }
+    if _parent_pid() is not None:  # a --processes child: the parent's credential flags
+        for field, name in FLAG_SECRET_ENV.items():
+            if field not in overrides and name in os.environ:
+                overrides[field] = os.environ[name]
     # --library-secret wins over an SMH_ACCESS_TOKEN from the environment or .env (which
     # would otherwise be used first, and may be stale).
     if "library_secret" in overrides and "access_token" not in overrides:
@@ -107,7 +111,7 @@ def _warn_unknown_variables() -> None:
     value: a misspelt ``SMH_DRYRUN=1`` would otherwise run a real purge without a word."""
     known = {env_name(field) for field in SMHSettings.model_fields}
     known |= {env_name(option) for option in ENV_OPTIONS}
-    known |= {COUNT_ENV, SHARD_INDEX_ENV, PARENT_PID_ENV}
+    known |= {COUNT_ENV, SHARD_INDEX_ENV, PARENT_PID_ENV, *FLAG_SECRET_ENV.values()}
     log = structlog.get_logger("smh_async.cli")
     for name in sorted(read_environment()):
         if name.upper() not in known:  # the settings' names are not case-sensitive

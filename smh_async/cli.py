@@ -128,7 +128,7 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
 def _locked_multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """:func:`_multi_process_purge` once the report is held."""
     from smh_async._leftovers import settle_leftovers
-    from smh_async._multiproc import count_to_purge, drop_option, run_processes
+    from smh_async._multiproc import FLAG_SECRET_ENV, count_to_purge, drop_option, run_processes
 
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
     # Before counting for --max-spaces: the rows an earlier run left unmerged count as done.
@@ -161,6 +161,7 @@ def _locked_multi_process_purge(args: argparse.Namespace, argv: list[str]) -> in
         append=append,
         summary_json=args.summary_json,
         terminal=cast("TextIO", SafeStream(sys.stderr)) if tty else None,
+        secrets={f: getattr(args, f) for f in FLAG_SECRET_ENV if getattr(args, f)},
     )
 
 

@@ -20,12 +20,13 @@ pytestmark = pytest.mark.anyio
 
 
 async def purge(
-    server: FakeServer, *args: str, env: dict[str, str] | None = None
+    server: FakeServer, *args: str, env: dict[str, str] | None = None, secret: bool = True
 ) -> subprocess.CompletedProcess[bytes]:
     """``smh-async purge ARGS`` in a child process (working directory: the test's tmp_path),
-    connection settings in its environment, JSON logs."""
+    connection settings (``SMH_LIBRARY_SECRET`` unless not ``secret``) in its environment."""
     full = {k: v for k, v in os.environ.items() if not k.startswith(("SMH_", "JOB_"))}
-    full.update(SMH_BASE_URL=server.base_url, SMH_LIBRARY_ID=LIBRARY, SMH_LIBRARY_SECRET=SECRET)
+    full.update(SMH_BASE_URL=server.base_url, SMH_LIBRARY_ID=LIBRARY)
+    full.update({"SMH_LIBRARY_SECRET": SECRET} if secret else {})
     full.update(env or {})
     return await anyio.run_process(
         [sys.executable, "-m", "smh_async", "purge", "--log-format", "json", *args],
@@ -92,3 +93,50 @@ async def test_unknown_smh_variable_is_warned_about(
     }
     assert unknown == {"SMH_CONCURENCY": "SMH_CONCURRENCY", "SMH_DRYRUN": "SMH_DRY_RUN"}
     assert b"Valueleak" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("form", ["separate", "equals", "abbreviated"])
+async def test_processes_children_never_get_a_flag_credential_in_argv(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, form: str
+) -> None:
+    """A --library-secret / --access-token flag reaches each --processes child in its
+    environment, not its command line (which every local user reads in ps): each child's
+    /proc/self/cmdline is recorded as it starts; the run still purges everything with it."""
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("needs /proc")
+    ids = fake.add_spaces(LIBRARY, count=12, items_per_space=1, item_size=10)
+    token = fake.issue_token(LIBRARY, grant="admin")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if '--shard' in sys.argv:\n"
+        "    out = os.path.join(os.path.dirname(__file__), f'argv.{os.getpid()}')\n"
+        "    with open(out, 'wb') as f, open('/proc/self/cmdline', 'rb') as cmdline:\n"
+        "        f.write(cmdline.read())\n"
+    )
+    flags = {
+        "separate": ["--library-secret", SECRET, "--access-token", token],
+        "equals": [f"--library-secret={SECRET}", f"--access-token={token}"],
+        "abbreviated": ["--library-sec", SECRET, f"--access-tok={token}"],
+    }[form]
+    env = {"PYTHONPATH": str(hook)}
+    proc = await purge(server, *ids, *flags, "--processes", "2", env=env, secret=False)
+    assert proc.returncode == 0, proc.stderr
+    argvs = [p.read_bytes() for p in hook.glob("argv.*")]
+    assert len(argvs) == 2 and all(b"--shard" in a for a in argvs)
+    assert not any(SECRET.encode() in a or token.encode() in a for a in argvs)
+    assert sorted(deletes(fake)) == sorted(ids)
+    assert [r for r in fake.requests if r.route == "token_create"] == []  # the token won
+
+
+async def test_processes_children_take_the_flag_secret_over_an_environment_token(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """--library-secret given as a flag wins over a stale SMH_ACCESS_TOKEN in .env, in each
+    --processes child as in one process: tokens are minted from it and every space purged."""
+    ids = fake.add_spaces(LIBRARY, count=8, items_per_space=1, item_size=10)
+    (tmp_path / ".env").write_text("SMH_ACCESS_TOKEN=tok-stale-1\n")
+    proc = await purge(server, *ids, "--library-secret", SECRET, "--processes", "2", secret=False)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(deletes(fake)) == sorted(ids)

@@ -17,7 +17,7 @@ import ssl
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +29,8 @@ from smh_async._protocol import MAX_SEGMENT, check_path_segment
 __all__ = ["DEFAULT_BASE_URL", "SMHSettings", "ca_bundle_context", "is_loopback_host"]
 
 DEFAULT_BASE_URL = "https://api.tencentsmh.cn"
+
+_Settings = TypeVar("_Settings", bound="SMHSettings")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -198,8 +200,8 @@ class SMHSettings(BaseSettings):
             raise ValidationError.from_exception_data(exc.title, errors, hide_input=True) from None
 
     def model_copy(
-        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
-    ) -> SMHSettings:
+        self: _Settings, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> _Settings:
         """A copy; the values in ``update`` are validated as the constructor validates them
         (pydantic's own copy does not validate, so ``http://`` or ``concurrency=0`` got in).
         The environment and ``.env`` are not read again: every other value stays as it is."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import errno
 import gc
 import json
@@ -25,7 +26,7 @@ import structlog
 
 from smh_async._auth import TOKEN_UNAVAILABLE, LibrarySecretToken
 from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
-from smh_async._cli_args import SETTING_FLAGS
+from smh_async._cli_args import ENV_OPTIONS, SETTING_FLAGS, env_name, read_environment
 from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
@@ -33,7 +34,7 @@ from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
 from smh_async._leftovers import holding_part, settle_leftovers
 from smh_async._lock import ReportBusy, ReportLock, lock_report
 from smh_async._logging import Redactor, configure_cli_logging
-from smh_async._multiproc import PARENT_PID_ENV
+from smh_async._multiproc import FLAG_SECRET_ENV, PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
 from smh_async._proxy import proxy_for
 from smh_async._report import (
@@ -44,7 +45,7 @@ from smh_async._report import (
     write_summary_json,
 )
 from smh_async._settings import SMHSettings
-from smh_async._shard import Shard
+from smh_async._shard import COUNT_ENV, SHARD_INDEX_ENV, Shard
 from smh_async._targets import TargetFilter, Targets, count_targets, file_encoding_problem
 from smh_async.cli import (
     EXIT_ABORTED,
@@ -71,6 +72,10 @@ def load_settings(args: argparse.Namespace) -> SMHSettings:
         for flag, field in SETTING_FLAGS.items()
         if getattr(args, flag, None) is not None
     }
+    if _parent_pid() is not None:  # a --processes child: the parent's credential flags
+        for field, name in FLAG_SECRET_ENV.items():
+            if field not in overrides and name in os.environ:
+                overrides[field] = os.environ[name]
     # --library-secret wins over an SMH_ACCESS_TOKEN from the environment or .env (which
     # would otherwise be used first, and may be stale).
     if "library_secret" in overrides and "access_token" not in overrides:
@@ -103,7 +108,23 @@ def _setup(
     redactor = configure_cli_logging(
         fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
     )
+    _warn_unknown_variables()
     return settings, redactor
+
+
+def _warn_unknown_variables() -> None:
+    """Name each ``SMH_*`` variable (environment or .env) that nothing reads, never its
+    value: a misspelt ``SMH_DRYRUN=1`` would otherwise run a real purge without a word."""
+    known = {env_name(field) for field in SMHSettings.model_fields}
+    known |= {env_name(option) for option in ENV_OPTIONS}
+    known |= {COUNT_ENV, SHARD_INDEX_ENV, PARENT_PID_ENV, *FLAG_SECRET_ENV.values()}
+    log = structlog.get_logger("smh_async.cli")
+    for name in sorted(read_environment()):
+        if name.upper() not in known:  # the settings' names are not case-sensitive
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            log.warning(
+                "config.unknown_variable", variable=name, did_you_mean=next(iter(close), None)
+            )
 
 
 def _client(settings: SMHSettings, redactor: Redactor) -> SMHClient:
@@ -146,7 +167,8 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
             raise UsageError(f"--{flag.replace('_', '-')} must be a number, not negative")
     check_files(args)
     try:
-        return Shard.parse(args.shard)
+        # SMH_SHARD_* from .env too, as every SMH_* variable (JOB_COMPLETION_INDEX: Kubernetes').
+        return Shard.parse(args.shard, {**os.environ, **read_environment()})
     except ValueError as exc:
         raise UsageError(f"--shard: {exc}") from None
 

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,10 +52,12 @@ from smh_async._report import (
 )
 
 __all__ = [
+    "FLAG_SECRET_ENV",
     "PARENT_PID_ENV",
     "child_argv",
     "count_to_purge",
     "drop_option",
+    "drop_values",
     "exit_code_of",
     "run_processes",
     "totals_path",
@@ -64,6 +66,13 @@ __all__ = [
 # Set in each child's environment: the parent's pid. It marks the process as a child (which
 # holds its report part, see smh_async._leftovers) and lets it notice the parent is gone.
 PARENT_PID_ENV = "SMH_ASYNC_PARENT_PID"
+
+# A credential given as a flag reaches each child in these variables, never in its argv,
+# which every local user can read (ps, /proc/PID/cmdline); a child takes it as the flag.
+FLAG_SECRET_ENV = {
+    "access_token": "SMH_ASYNC_ACCESS_TOKEN_FLAG",
+    "library_secret": "SMH_ASYNC_LIBRARY_SECRET_FLAG",
+}
 
 # Worst first: the parent reports the most serious of its children's exit codes.
 _SEVERITY = (130, 2, 3, 1, 0)
@@ -79,6 +88,19 @@ def drop_option(argv: Sequence[str], name: str) -> list[str]:
         elif arg == name:
             skip = True
         elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
+def drop_values(argv: Sequence[str], values: Iterable[str]) -> list[str]:
+    """``argv`` without the options whose value is one of ``values``: ``--opt VALUE`` and
+    ``--opt=VALUE``, by any spelling argparse accepted (``--access-tok=VALUE``)."""
+    secret = set(values)
+    out: list[str] = []
+    for arg in argv:
+        if arg in secret and out and out[-1].startswith("--") and "=" not in out[-1]:
+            out.pop()
+        elif not (arg.startswith("--") and arg.partition("=")[2] in secret):
             out.append(arg)
     return out
 
@@ -120,9 +142,10 @@ def exit_code_of(codes: Sequence[int]) -> int:
     return next((c for c in _SEVERITY if c in known), 0)
 
 
-def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str], secrets: Mapping[str, str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "smh_async", *argv]
     env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+    env.update({FLAG_SECRET_ENV[field]: value for field, value in secrets.items()})
     # A session of its own: a terminal's Ctrl-C reaches only the parent, which passes on
     # exactly one signal (two would mean "cancel in-flight requests now" to a child).
     return subprocess.Popen(  # noqa: S603 (our own CLI)
@@ -211,8 +234,13 @@ def run_processes(
     append: bool = False,
     summary_json: str | None = None,
     terminal: TextIO | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> int:
     """Run ``purge`` ``argv`` as ``count`` shard processes; merge reports; print a summary.
+
+    ``secrets``: the credentials given as flags (``access_token`` / ``library_secret`` →
+    value); they are taken out of the children's command line and passed in their
+    environment (:data:`FLAG_SECRET_ENV`).
 
     ``append``: the run resumes into its own report, so the earlier rows are kept and the
     children's rows are merged after them (last row per space wins). ``terminal``: show one
@@ -222,7 +250,14 @@ def run_processes(
     """
     with _Relay() as relay:  # until the summary is out, a signal cannot kill the parent
         return _run_and_merge(
-            argv, count, report, relay, append=append, summary_json=summary_json, terminal=terminal
+            drop_values(argv, (secrets or {}).values()),
+            count,
+            report,
+            relay,
+            append=append,
+            summary_json=summary_json,
+            terminal=terminal,
+            secrets=secrets or {},
         )
 
 
@@ -235,6 +270,7 @@ def _run_and_merge(
     append: bool,
     summary_json: str | None,
     terminal: TextIO | None,
+    secrets: Mapping[str, str],
 ) -> int:
     """:func:`run_processes` with its signals in ``relay``'s hands."""
     started = time.monotonic()
@@ -244,7 +280,9 @@ def _run_and_merge(
         base = (parts_home(target) if target else None) or scratch.path
         name = target.name if target else "report.jsonl"
         parts = [base / f"{name}.part{i}of{count}" for i in range(count)]
-        children = [_spawn(child_argv(argv, i, count, part)) for i, part in enumerate(parts)]
+        children = [
+            _spawn(child_argv(argv, i, count, part), secrets) for i, part in enumerate(parts)
+        ]
         codes = _wait_all(children, relay, PartsProgress(parts, terminal) if terminal else None)
         present = [p for p in parts if p.exists()]
         if not present and set(codes) == {2}:

@@ -15,20 +15,22 @@ import ipaddress
 import os
 import ssl
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
-from smh_async._errors import SMHConfigError
-from smh_async._protocol import check_path_segment
+from smh_async._errors import InvalidSpaceIdError, SMHConfigError
+from smh_async._protocol import MAX_SEGMENT, check_path_segment
 
 __all__ = ["DEFAULT_BASE_URL", "SMHSettings", "ca_bundle_context", "is_loopback_host"]
 
 DEFAULT_BASE_URL = "https://api.tencentsmh.cn"
+
+_Settings = TypeVar("_Settings", bound="SMHSettings")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -87,6 +89,15 @@ class SMHSettings(BaseSettings):
     )
 
     def __init__(self, **values: Any) -> None:
+        # extra="ignore" is for the .env file, which holds the CLI's run options and other
+        # programs' variables; a keyword is ours, so a misspelt one must not vanish.
+        fields = type(self).model_fields  # a host's subclass may add its own
+        unknown = [k for k in values if not k.startswith("_") and k.lower() not in fields]
+        if unknown:
+            raise SMHConfigError(
+                "invalid settings: " + "; ".join(f"unknown setting {k!r}" for k in unknown),
+                fields=tuple(unknown),
+            )
         try:
             super().__init__(**values)
         except ValidationError as exc:
@@ -98,17 +109,37 @@ class SMHSettings(BaseSettings):
 
     @field_validator("access_token", "library_secret")
     @classmethod
-    def _secret_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret_is_plausible(cls, value: SecretStr | None) -> SecretStr | None:
+        text = value.get_secret_value() if value is not None else None
+        if text is None:
+            return value
         # An empty SMH_LIBRARY_SECRET= (e.g. a missing Kubernetes secret) must not be sent.
-        if value is not None and not value.get_secret_value().strip():
+        if not text.strip():
             raise ValueError("must not be empty or blank (unset it instead)")
+        if any(ch.isspace() or not ch.isprintable() for ch in text):
+            # Sent as is, a secret file's final newline read as "wrong library id or secret".
+            raise ValueError(
+                "must not contain white space or control characters (a newline at the end "
+                "of the file it came from?)"
+            )
+        if set(text) == {"*"}:  # what model_dump and repr show: settings rebuilt from a dump
+            raise ValueError("is a masked value ('**********'), not the credential itself")
         return value
 
     @field_validator("library_id")
     @classmethod
     def _library_id_is_a_segment(cls, value: str | None) -> str | None:
         if value is not None:
-            check_path_segment(value, what="library id")
+            try:
+                check_path_segment(value, what="library id")
+            except InvalidSpaceIdError:
+                if not value:
+                    raise ValueError("library id is empty") from None
+                # Its message shows the value: maybe a secret set in the wrong variable.
+                raise ValueError(
+                    f"must be 1 to {MAX_SEGMENT} letters, digits or '-._~', not '.' or '..' (one "
+                    "URL path segment); the value is not shown"
+                ) from None
         return value
 
     @field_validator("ca_bundle", mode="before")
@@ -158,6 +189,26 @@ class SMHSettings(BaseSettings):
                 "(set allow_insecure_http to override)"
             )
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:  # frozen: pydantic's error shows the value (a secret?)
+            errors: Any = [
+                {"type": e["type"], "loc": e["loc"], "input": None} for e in exc.errors()
+            ]
+            raise ValidationError.from_exception_data(exc.title, errors, hide_input=True) from None
+
+    def model_copy(
+        self: _Settings, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> _Settings:
+        """A copy; the values in ``update`` are validated as the constructor validates them
+        (pydantic's own copy does not validate, so ``http://`` or ``concurrency=0`` got in).
+        The environment and ``.env`` are not read again: every other value stays as it is."""
+        if not update:
+            return super().model_copy(deep=deep)
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(_env_file=None, **{**values, **update})
 
     def __repr_args__(self) -> Any:
         # SecretStr already masks itself; this keeps the repr short and obviously safe.

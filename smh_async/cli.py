@@ -23,6 +23,7 @@ from smh_async._cli_args import build_parser, read_environment
 from smh_async._console import SafeStream, dumb_terminal, print_report_summary, say
 from smh_async._errors import SMHConfigError
 from smh_async._report import summarize_reports
+from smh_async._shard import COUNT_ENV
 
 if TYPE_CHECKING:
     from smh_async._models import PurgeSummary
@@ -143,8 +144,10 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
     if not 1 < args.processes <= 256:
         raise UsageError("--processes must be between 1 and 256")
-    if args.shard:
-        raise UsageError("--processes cannot take --shard (it makes the shards itself)")
+    if args.shard or read_environment().get(COUNT_ENV, "").strip():
+        raise UsageError(
+            "--processes cannot take --shard or SMH_SHARD_COUNT (it makes the shards itself)"
+        )
     if args.spaces_file and args.spaces_file != "-" and not Path(args.spaces_file).exists():
         raise UsageError(f"--spaces-file: no such file: {args.spaces_file}")
     if args.spaces_file == "-" or (args.spaces_file and not Path(args.spaces_file).is_file()):
@@ -163,7 +166,7 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
 def _locked_multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """:func:`_multi_process_purge` once the report is held."""
     from smh_async._leftovers import settle_leftovers
-    from smh_async._multiproc import count_to_purge, drop_option, run_processes
+    from smh_async._multiproc import FLAG_SECRET_ENV, count_to_purge, drop_option, run_processes
 
     append = bool(args.resume and args.report and same_file(args.resume, args.report))
     # Before counting for --max-spaces: the rows an earlier run left unmerged count as done.
@@ -196,6 +199,7 @@ def _locked_multi_process_purge(args: argparse.Namespace, argv: list[str]) -> in
         append=append,
         summary_json=args.summary_json,
         terminal=cast("TextIO", SafeStream(sys.stderr)) if tty else None,
+        secrets={f: getattr(args, f) for f in FLAG_SECRET_ENV if getattr(args, f)},
     )
 
 

@@ -7,6 +7,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from smh_async import SMHClient, SMHConfigError, SMHSettings
 from tests.nginx_gateway import make_tls_files, openssl_binary
@@ -190,3 +191,112 @@ async def test_ca_bundle_broken_after_the_settings_is_a_config_error_at_open(
     with pytest.raises(SMHConfigError, match=r"^invalid settings: ca_bundle \(SMH_CA_BUNDLE\)"):
         async with SMHClient(settings):
             pass
+
+
+def test_bad_library_id_error_never_shows_the_value() -> None:
+    """A library id that is not a path segment is named, never shown: it may be a secret
+    pasted into the wrong variable (base64 has '+', '/' and '=')."""
+    with pytest.raises(SMHConfigError) as info:
+        SMHSettings(library_id="c2VjcmV0+Idleak/xyz==")
+    text = f"{info.value} {info.value!r}"
+    assert text.startswith("invalid settings: library_id (SMH_LIBRARY_ID): ")
+    assert "Idleak" not in text and info.value.fields == ("library_id",)
+
+
+def test_assigning_to_settings_never_shows_the_value() -> None:
+    """Settings are frozen; the error for assigning a field does not echo the value given."""
+    s = SMHSettings(access_token="tok-Old-1")
+    with pytest.raises(ValueError, match="frozen") as info:
+        s.access_token = "tok-Assignleak-9"  # type: ignore[misc, assignment]
+    assert "Assignleak" not in f"{info.value} {info.value!r}"
+    assert s.access_token is not None and s.access_token.get_secret_value() == "tok-Old-1"
+
+
+def test_unknown_keyword_is_a_config_error() -> None:
+    """A misspelt keyword (concurency=) is refused, naming it, instead of silently ignored."""
+    with pytest.raises(SMHConfigError, match="unknown setting 'concurency'") as info:
+        SMHSettings(concurency=5)
+    assert info.value.fields == ("concurency",)
+    assert SMHSettings(CONCURRENCY=5).concurrency == 5  # names are not case-sensitive
+
+
+@pytest.mark.parametrize(
+    ("update", "field"),
+    [
+        ({"base_url": "http://smh.example.com"}, "base_url"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"timeout": -1}, "timeout"),
+        ({"access_token": " "}, "access_token"),
+        ({"concurency": 3}, "concurency"),
+    ],
+)
+def test_copy_with_changes_is_validated(update: dict[str, object], field: str) -> None:
+    """model_copy(update=...) validates the changed values as the constructor does."""
+    s = SMHSettings(library_id="lib", library_secret="sec-Copy-1")
+    with pytest.raises(SMHConfigError) as info:
+        s.model_copy(update=update)
+    assert info.value.fields == (field,)
+
+
+def test_copy_with_changes_keeps_the_rest_and_not_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A validated copy keeps every other value as it was (the environment, changed since,
+    is not read again) and turns a new token into a SecretStr."""
+    s = SMHSettings(library_id="lib", library_secret="sec-Copy-1", concurrency=4)
+    monkeypatch.setenv("SMH_CONCURRENCY", "9")
+    Path(".env").write_text("SMH_TIMEOUT=oops\n")
+    copy = s.model_copy(update={"access_token": "tok-Copy-2", "rate": "5"})
+    assert (copy.library_id, copy.concurrency, copy.rate) == ("lib", 4, 5.0)
+    assert copy.library_secret is not None and copy.library_secret.get_secret_value() == (
+        "sec-Copy-1"
+    )
+    assert isinstance(copy.access_token, SecretStr)
+    assert copy.access_token.get_secret_value() == "tok-Copy-2"
+
+
+@pytest.mark.anyio
+async def test_client_overrides_are_validated() -> None:
+    """SMHClient(settings, **overrides) refuses what SMHSettings refuses (plain http to a
+    remote host would send the token in clear), before any connection."""
+    s = SMHSettings(base_url="http://127.0.0.1:1", library_id="lib", access_token="tok-Ov-1")
+    with pytest.raises(SMHConfigError, match="base_url"):
+        SMHClient(s, base_url="http://smh.example.com")
+    with pytest.raises(SMHConfigError, match="concurrency"):
+        SMHClient(s, concurrency=0)
+
+
+@pytest.mark.parametrize("field", ["access_token", "library_secret"])
+@pytest.mark.parametrize(
+    "value", ["sec-Wsleak-3\n", " sec-Wsleak-3", "sec-Ws leak-3", "sec\tWsleak"]
+)
+def test_credential_with_white_space_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    """A credential with white space (the newline a secret file often ends with) is refused,
+    naming the field, not its value: it was sent as is and read as a wrong secret."""
+    monkeypatch.setenv(f"SMH_{field.upper()}", value)
+    with pytest.raises(SMHConfigError) as info:
+        SMHSettings()
+    assert str(info.value).startswith(f"invalid settings: {field} (SMH_{field.upper()}): ")
+    assert "white space" in str(info.value) and "leak" not in str(info.value)
+
+
+def test_a_subclass_keeps_its_own_fields() -> None:
+    """A host's subclass with fields of its own takes them as keywords and in a copy."""
+
+    class HostSettings(SMHSettings):
+        tenant_batch: int = 10
+
+    s = HostSettings(tenant_batch=5, library_id="lib")
+    assert s.model_copy(update={"concurrency": 3}).tenant_batch == 5
+    with pytest.raises(SMHConfigError, match="unknown setting 'tenant_bacth'"):
+        HostSettings(tenant_bacth=5)
+
+
+def test_a_dumped_settings_masked_credential_is_refused() -> None:
+    """Settings rebuilt from their own JSON dump get the mask, not the secret: refused,
+    rather than sent as a token or secret and rejected by SMH as a wrong one."""
+    s = SMHSettings(library_id="lib", library_secret="sec-Mask-1")
+    with pytest.raises(ValueError, match=r"library_secret \(SMH_LIBRARY_SECRET\): .*masked"):
+        SMHSettings.model_validate_json(s.model_dump_json())

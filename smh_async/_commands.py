@@ -108,7 +108,8 @@ def _setup(
     redactor = configure_cli_logging(
         fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
     )
-    _warn_unknown_variables()
+    if _parent_pid() is None or str(getattr(args, "shard", None)).startswith("0/"):
+        _warn_unknown_variables()  # under --processes its first child speaks for the run
     return settings, redactor
 
 

@@ -95,6 +95,22 @@ async def test_unknown_smh_variable_is_warned_about(
     assert b"Valueleak" not in proc.stderr + proc.stdout
 
 
+async def test_processes_warn_about_an_unknown_variable_once(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path
+) -> None:
+    """With --processes 3 the warning about a misspelt SMH_* variable comes once for the
+    run, not once per child; the run itself is unchanged."""
+    ids = fake.add_spaces(LIBRARY, count=12, items_per_space=1, item_size=10)
+    (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    proc = await purge(
+        server, "--spaces-file", "ids.txt", "--processes", "3", env={"SMH_DRYRUN": "1"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    warned = [e for e in events(proc.stderr) if e["event"] == "config.unknown_variable"]
+    assert [(e["variable"], e["did_you_mean"]) for e in warned] == [("SMH_DRYRUN", "SMH_DRY_RUN")]
+    assert sorted(deletes(fake)) == sorted(ids)
+
+
 @pytest.mark.parametrize("form", ["separate", "equals", "abbreviated"])
 async def test_processes_children_never_get_a_flag_credential_in_argv(
     fake: FakeSMH, server: FakeServer, tmp_path: Path, form: str

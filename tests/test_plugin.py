@@ -124,3 +124,24 @@ def test_plugin_ignores_developer_credentials(pytester: pytest.Pytester) -> None
         """,
     )
     result.assert_outcomes(passed=1)
+
+
+def test_plugin_ignores_developer_tuning(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's SMH_* tuning (attempts, a broken value) never changes smh_fake's client."""
+    monkeypatch.setenv("SMH_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("SMH_CONCURRENCY", "not-a-number")
+    (pytester.path / ".env").write_text("SMH_TIMEOUT=0.000001\n")
+    result = run_suite(
+        pytester,
+        """
+        async def test_retry_despite_env(smh_fake: SMHFake, smh_client: SMHClient) -> None:
+            space_id = smh_fake.add_space()
+            smh_fake.add_fault(Fault("status", status=503, route="empty_bin", times=1))
+            result = await smh_client.empty_recycle_bin(space_id)
+            assert result.attempts == 2
+            assert smh_fake.bin_items(space_id) == []
+        """,
+    )
+    result.assert_outcomes(passed=1)

@@ -145,3 +145,21 @@ def test_plugin_ignores_developer_tuning(
         """,
     )
     result.assert_outcomes(passed=1)
+
+
+def test_plugin_costs_nothing_in_suites_that_do_not_use_it(pytester: pytest.Pytester) -> None:
+    """A project's pytest run that never asks for smh_fake imports no aiohttp, pydantic or
+    client code: the auto-loaded plugin neither slows nor can break unrelated suites."""
+    pytester.makeini(INI)
+    pytester.makepyfile(
+        test_unrelated="""
+        import sys
+
+        def test_nothing_heavy_was_imported():
+            heavy = ("aiohttp", "pydantic", "structlog", "smh_async._client")
+            assert [name for name in heavy if name in sys.modules] == []
+            assert "smh_async.testing._plugin" in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1)

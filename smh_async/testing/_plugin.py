@@ -44,10 +44,20 @@ _TWO_RUNNERS = (
 )
 
 
+def _run_by_two_plugins(request: pytest.FixtureRequest) -> bool:
+    """pytest-asyncio runs the test (its marker, which auto mode adds to every async test)
+    while anyio would run this fixture (the test is marked for anyio)."""
+    return (
+        request.config.pluginmanager.has_plugin("asyncio")
+        and request.node.get_closest_marker("asyncio") is not None
+        and "anyio_backend" in request.fixturenames
+    )
+
+
 @pytest.fixture
 async def smh_fake(request: pytest.FixtureRequest) -> AsyncIterator[SMHFake]:
     """A running SMH emulator on loopback with one empty multi-tenant library."""
-    if request.node.get_closest_marker("asyncio") and "anyio_backend" in request.fixturenames:
+    if _run_by_two_plugins(request):
         pytest.fail(_TWO_RUNNERS.format(test=request.node.name), pytrace=False)
     try:
         asyncio.get_running_loop()

@@ -91,7 +91,13 @@ if not _typing.TYPE_CHECKING:
         module = _HOME_OF.get(name)
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
+        try:
+            home = importlib.import_module(module)
+        except AttributeError as exc:
+            # `from ... import name` would report it as "cannot import name", hiding what
+            # failed inside the import (e.g. a dependency too old for an attribute we use).
+            raise ImportError(f"cannot import {name!r} from {module!r}: {exc}") from exc
+        value = getattr(home, name)
         globals()[name] = value
         return value
 

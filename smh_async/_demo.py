@@ -12,12 +12,11 @@ import sys
 import time
 
 import anyio
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from smh_async._client import SMHClient
 from smh_async._errors import SMHError
-from smh_async._settings import SMHSettings
 from smh_async.testing import FakeServer, FakeSMH
+from smh_async.testing._fixture import KeywordOnlySettings
 
 __all__ = ["run_demo"]
 
@@ -29,23 +28,6 @@ LATENCY = 0.02  # server time per request, so the bounded concurrency is visible
 
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-class _DemoSettings(SMHSettings):
-    """Settings from keyword arguments only: the demo talks to its own emulator, so a
-    leftover ``SMH_ACCESS_TOKEN`` (or ``SMH_TIMEOUT``, ``SMH_RATE``, ...) in the environment
-    or ``.env`` must not change it."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 async def run_demo(spaces: int = 2000, concurrency: int = 64) -> int:
@@ -74,8 +56,8 @@ async def _tour(spaces: int, concurrency: int) -> int:
             f"emulator: {server.base_url}  library {LIBRARY}: {spaces} tenant spaces, "
             f"{ITEMS} bin items of {ITEM_SIZE // 1024} KiB each"
         )
-        settings = _DemoSettings(
-            _env_file=None,
+        # Its own emulator: SMH_* variables and .env must not change (or break) the tour.
+        settings = KeywordOnlySettings(
             base_url=server.base_url,
             library_id=LIBRARY,
             library_secret=secret,

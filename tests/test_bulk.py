@@ -130,6 +130,7 @@ async def test_failure_rate_threshold_aborts(fake: FakeSMH, server: FakeServer) 
 
 async def test_auth_failure_after_remint_stops_the_run(fake: FakeSMH, server: FakeServer) -> None:
     """403 NoPermission (a grant problem) stops launching at once instead of failing 1,000 times."""
+    fake.require_space_scope = False  # the grant check, not the space scope, refuses it
     ids = fake.add_spaces(LIBRARY, count=1000, items_per_space=1, item_size=10)
     async with SMHClient(make_settings(server, concurrency=4, token_grant="")) as smh:
         summary = await smh.purge_all(ids)

@@ -153,8 +153,9 @@ async def test_empty_bin_permissions(http: aiohttp.ClientSession, fake: FakeSMH)
 
 
 async def test_require_space_scope_option(fake: FakeSMH) -> None:
-    """With require_space_scope, a non-admin token without space_id cannot touch a space."""
-    fake.require_space_scope = True
+    """By default (as SMH documents), a non-admin token without space_id cannot touch a
+    space of a multi-tenant library; with require_space_scope off it can."""
+    assert fake.require_space_scope
     sid = fake.add_space(LIB, bin_item_sizes=[1])
     async with FakeServer(fake) as server, aiohttp.ClientSession(server.base_url) as session:
         unscoped = fake.issue_token(LIB, grant="delete_recycled")
@@ -163,6 +164,8 @@ async def test_require_space_scope_option(fake: FakeSMH) -> None:
         assert (status, body["code"]) == (403, "AccessTokenNotMatchSpace")
         admin = fake.issue_token(LIB, grant="admin")
         assert (await call(session, "DELETE", path, access_token=admin))[0] == 204
+        fake.require_space_scope = False
+        assert (await call(session, "DELETE", path, access_token=unscoped))[0] == 204
 
 
 async def test_bin_disabled_library(http: aiohttp.ClientSession, fake: FakeSMH) -> None:
@@ -181,7 +184,7 @@ async def test_user_id_per_request(http: aiohttp.ClientSession, fake: FakeSMH) -
     path = f"/api/v1/space/{LIB}/{sid}/size"
     admin = fake.issue_token(LIB)
     assert (await call(http, "GET", path, access_token=admin, user_id="alice"))[0] == 200
-    alice = fake.issue_token(LIB, grant="", user_id="alice")
+    alice = fake.issue_token(LIB, grant="", user_id="alice", space_ids=[sid])
     assert (await call(http, "GET", path, access_token=alice, user_id="alice"))[0] == 200
     status, body = await call(http, "GET", path, access_token=alice, user_id="mallory")
     assert (status, body["code"]) == (403, "NoPermission")

@@ -186,3 +186,24 @@ def test_light_paths_start_without_the_network_stack(
     assert set(smh_async._HOME_OF) == set(smh_async.__all__) - {"__version__"}
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = smh_async.nope  # type: ignore[attr-defined]
+
+
+_BROKEN_DEPENDENCY_PROBE = """
+import structlog.stdlib
+del structlog.stdlib.LOG_KWARG_NAMES  # as in structlog before 25.1
+try:
+    from {module} import {name}
+except ImportError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "name"), [("smh_async", "SMHClient"), ("smh_async.testing", "SMHFake")]
+)
+def test_a_failing_import_behind_a_lazy_name_says_why(module: str, name: str) -> None:
+    """A dependency that breaks the import of a lazily loaded name shows up in the
+    ImportError, not only as "cannot import name" (which sends users hunting a typo)."""
+    probe = _BROKEN_DEPENDENCY_PROBE.format(module=module, name=name)
+    done = _run(sys.executable, "-c", probe)
+    assert "LOG_KWARG_NAMES" in done.stdout, done.stdout + done.stderr

@@ -107,7 +107,10 @@ async def test_readme_script_runs_against_emulator(block: Block) -> None:
 @pytest.mark.parametrize("block", of_kind("pytest"), ids=lambda b: f"line{b.line}")
 def test_readme_pytest_block_passes(block: Block, pytester: pytest.Pytester) -> None:
     """A test-suite block passes when run by pytest with only the installed plugin."""
-    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    # pytest-asyncio is installed as well (in its default strict mode), as in many projects.
+    pytester.makeini(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
     pytester.makepyfile(test_from_readme=block.code)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q")
     tests = len(re.findall(r"^async def test_|^def test_", block.code, re.M))

@@ -29,12 +29,52 @@ a running emulator with one library, ``base_url``, ``library_id``, ``library_sec
 Note that aiohttp's client silently retries an idempotent request (GET, DELETE) once after a
 disconnect, so a ``drop``/``hang``/``close_after`` fault that fires once may never surface in
 an aiohttp-based client.
+
+Names are imported on first use (PEP 562): pytest imports the plugin module, and so this
+package, in every run where smh-async is installed, and a suite that never asks for
+``smh_fake`` should not pay for (or be broken by) importing aiohttp, pydantic and the client.
 """
 
-from smh_async.testing._fake import FakeSMH
-from smh_async.testing._fixture import SMHFake
-from smh_async.testing._main import serve_forever
-from smh_async.testing._records import Fault, RecordedRequest
-from smh_async.testing._server import FakeServer
+import importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from smh_async.testing._fake import FakeSMH
+    from smh_async.testing._fixture import SMHFake
+    from smh_async.testing._main import serve_forever
+    from smh_async.testing._records import Fault, RecordedRequest
+    from smh_async.testing._server import FakeServer
 
 __all__ = ["FakeSMH", "FakeServer", "Fault", "RecordedRequest", "SMHFake", "serve_forever"]
+
+_HOME_OF = {
+    "FakeSMH": "smh_async.testing._fake",
+    "FakeServer": "smh_async.testing._server",
+    "Fault": "smh_async.testing._records",
+    "RecordedRequest": "smh_async.testing._records",
+    "SMHFake": "smh_async.testing._fixture",
+    "serve_forever": "smh_async.testing._main",
+}
+
+# Hidden from type checkers: they see the imports above, so a misspelt name stays an error.
+if not _typing.TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        """Import a public name from its module on first use (then it is a plain attribute)."""
+        module = _HOME_OF.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:
+            home = importlib.import_module(module)
+        except AttributeError as exc:
+            # `from ... import name` would report it as "cannot import name", hiding what
+            # failed inside the import (e.g. a dependency too old for an attribute we use).
+            raise ImportError(f"cannot import {name!r} from {module!r}: {exc}") from exc
+        value = getattr(home, name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    """The public names as well as what is already loaded."""
+    return sorted({*globals(), *__all__})

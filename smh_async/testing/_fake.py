@@ -34,9 +34,11 @@ class FakeSMH:
     ``seed``: makes generated space ids and fault probabilities reproducible.
     ``list_marker_field``: ``"nextMarker"`` (documented) or ``"marker"`` (SDK variant where the
     space list's continuation is under ``marker`` and absent on the last page).
-    ``require_space_scope``: if true, a non-admin token minted without ``space_id`` is refused
-    (403 ``AccessTokenNotMatchSpace``) on per-space routes, as the token doc's "otherwise
-    required" suggests; by default only an explicit ``space_id`` list is enforced.
+    ``require_space_scope``: a non-admin token minted without ``space_id`` is refused (403
+    ``AccessTokenNotMatchSpace``) on the per-space routes of a multi-tenant library, as the
+    token doc says (``space_id`` is optional with ``admin``, "otherwise required"). On by
+    default, so code that would fail so in production fails against the emulator too; turn
+    it off to enforce only an explicit ``space_id`` list.
     ``record_requests``: keep ``requests`` (turn off for very long benchmark runs).
     """
 
@@ -46,7 +48,7 @@ class FakeSMH:
         release_delay: float = 0.5,
         seed: int = 0,
         list_marker_field: str = "nextMarker",
-        require_space_scope: bool = False,
+        require_space_scope: bool = True,
         record_requests: bool = True,
     ) -> None:
         if list_marker_field not in _LIST_MARKER_FIELDS:

@@ -16,16 +16,38 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
 from smh_async._client import SMHClient
 from smh_async._settings import SMHSettings
 from smh_async.testing._fake import FakeSMH
 from smh_async.testing._records import Fault, RecordedRequest
 from smh_async.testing._server import FakeServer
 
-__all__ = ["SMHFake"]
+__all__ = ["KeywordOnlySettings", "SMHFake"]
 
 # Retry waits in tests should be instant-ish; SMHSettings' defaults are for production.
 _FAST_RETRIES: dict[str, Any] = {"backoff_initial": 0.001, "backoff_max": 0.01, "timeout": 5.0}
+
+
+class KeywordOnlySettings(SMHSettings):
+    """Settings from keyword arguments only, for a client of an emulator started in-process.
+
+    Tests (and the demo) talk to their own emulator: a developer's ``SMH_*`` variables or
+    ``.env`` (``SMH_MAX_ATTEMPTS=1``, ``SMH_RATE``, a proxy, a value that does not parse) must
+    not change or break them.
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 class SMHFake:
@@ -94,18 +116,18 @@ class SMHFake:
     def settings(self, **overrides: Any) -> SMHSettings:
         """Settings for this emulator: its library and secret, near-instant retry backoff.
 
-        Neither the ``SMH_*`` environment's token nor a ``.env`` file is used, so a
-        developer's real credentials never reach the emulator.
+        Only these values and ``overrides`` count: no ``SMH_*`` variable and no ``.env``
+        file, so a developer's real credentials never reach the emulator and their tuning
+        (``SMH_MAX_ATTEMPTS``, ``SMH_RATE``, ...) never changes what a test sees.
         """
         values: dict[str, Any] = {
             "base_url": self.base_url,
             "library_id": self.library_id,
             "library_secret": self.library_secret,
-            "access_token": None,
             **_FAST_RETRIES,
         }
         values.update(overrides)
-        return SMHSettings(_env_file=None, **values)
+        return KeywordOnlySettings(**values)
 
     def client(self, **overrides: Any) -> SMHClient:
         """A new (not yet opened) :class:`SMHClient` for this emulator."""

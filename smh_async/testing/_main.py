@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 from collections.abc import Callable
 
@@ -23,7 +24,19 @@ def seeded_fake(
     latency: float,
     record_requests: bool = True,
 ) -> FakeSMH:
-    """A FakeSMH with one multi-tenant library of ``spaces`` identical tenant spaces."""
+    """A FakeSMH with one multi-tenant library of ``spaces`` identical tenant spaces.
+
+    Raises ``ValueError`` naming a negative count or size, or a delay that is negative, inf
+    or nan (an infinite latency would hang every request, a nan delay release at once).
+    """
+    for name, count in (("spaces", spaces), ("items_per_space", items_per_space)):
+        if count < 0:
+            raise ValueError(f"{name} must be 0 or more, not {count}")
+    if item_size < 0:
+        raise ValueError(f"item_size must be 0 or more bytes, not {item_size}")
+    for name, seconds in (("release_delay", release_delay), ("latency", latency)):
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"{name} must be a finite number of seconds >= 0, not {seconds}")
     fake = FakeSMH(release_delay=release_delay, record_requests=record_requests)
     fake.latency = latency
     fake.add_library(library_id, secret=library_secret, multi_tenant=True, recycle_bin=True)

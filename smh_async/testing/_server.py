@@ -43,6 +43,8 @@ class FakeServer:
         allow_remote: bool = False,
     ) -> None:
         check_loopback(host, allow_remote=allow_remote)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be within 0-65535 (0: any free port), not {port}")
         self.fake = fake
         self.host = host
         self._port = port

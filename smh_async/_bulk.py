@@ -55,6 +55,8 @@ Job = tuple[str, int | None]  # space id, size before the DELETE (with wait_rele
 USAGE_BATCH = 100
 # The producer yields after this many ids read without waiting (see _produce).
 IDS_PER_CHECKPOINT = 1024
+# A token without the space's scope (the admin grant lifts it).
+SPACE_SCOPE_CODE = "AccessTokenNotMatchSpace"
 # Auth failures that a fresh token did not cure apply to every space: stop at once.
 FATAL_AUTH_CODES = frozenset(
     {
@@ -157,6 +159,11 @@ class PurgeRun:
         self.dry_run, self.verify = dry_run, verify
         self.max_failure_rate, self.min_sample = max_failure_rate, min_sample
         self.stop_on_auth, self.max_spaces, self.grace = stop_on_auth, max_spaces, grace
+        # A token this client mints carries no space scope; without the admin grant every
+        # space of a multi-tenant library refuses it alike (a static token may be scoped to
+        # some of the spaces: then only the others are refused).
+        minted = client.settings.access_token is None and client.settings.library_secret
+        self._fatal_codes = FATAL_AUTH_CODES | ({SPACE_SCOPE_CODE} if minted else set())
         self.max_duration = max_duration
         self.progress_interval = progress_interval
         self.release: ReleaseWatcher | None = None
@@ -615,7 +622,10 @@ class PurgeRun:
     def _check_thresholds(self, outcome: PurgeOutcome) -> None:
         if self._stopping:
             return
-        if self.stop_on_auth and is_fatal_auth(outcome.error_code, outcome.http_status):
+        if self.stop_on_auth and (
+            outcome.error_code in self._fatal_codes
+            or is_fatal_auth(outcome.error_code, outcome.http_status)
+        ):
             self.stop(reason=_auth_stop(outcome.error_code))
         elif self.max_failure_rate is not None:
             done = self.totals.finished

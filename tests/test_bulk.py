@@ -138,6 +138,34 @@ async def test_auth_failure_after_remint_stops_the_run(fake: FakeSMH, server: Fa
     assert summary.by_error_code.keys() == {"NoPermission"}
 
 
+async def test_a_minted_token_without_space_scope_stops_the_run(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """A token minted from the library secret with a grant that is not admin carries no space
+    scope, so every space of a multi-tenant library answers 403 AccessTokenNotMatchSpace: the
+    run stops at once instead of failing 1,000 times."""
+    ids = fake.add_spaces(LIBRARY, count=1000, items_per_space=1, item_size=10)
+    settings = make_settings(server, concurrency=4, token_grant="delete_recycled")
+    async with SMHClient(settings) as smh:
+        summary = await smh.purge_all(ids)
+    assert summary.aborted == "auth" and summary.accepted == 0 and summary.failed <= 8
+    assert summary.by_error_code.keys() == {"AccessTokenNotMatchSpace"}
+
+
+async def test_a_static_token_scoped_to_some_spaces_purges_those(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """A static token scoped to some spaces (space_id=a,b at minting): the spaces outside it
+    fail AccessTokenNotMatchSpace one by one and the run goes on to purge those inside."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    token = fake.issue_token(LIBRARY, grant="delete_recycled", space_ids=ids[10:])
+    settings = make_settings(server, concurrency=1, library_secret=None, access_token=token)
+    async with SMHClient(settings) as smh:
+        summary = await smh.purge_all(ids)
+    assert summary.aborted is None and summary.accepted == 10
+    assert summary.by_error_code == {"AccessTokenNotMatchSpace": 10}
+
+
 async def test_log_events_carry_space_id(fake: FakeSMH, server: FakeServer) -> None:
     """purge.started, one purge.space per space (with its fields) and purge.finished are logged."""
     ids = fake.add_spaces(LIBRARY, count=5, items_per_space=1, item_size=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import errno
 import gc
@@ -686,21 +687,30 @@ async def fake_server_command(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    # docker stop, a CI service container, systemd: SIGTERM stops it as Ctrl-C does, exit 0
+    # (as a container's PID 1, a signal without a handler is ignored until SIGKILL).
+    loop, stop = asyncio.get_running_loop(), anyio.CancelScope()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
+        loop.add_signal_handler(signal.SIGTERM, stop.cancel)
     try:
-        await serve_forever(
-            host=args.host,
-            port=args.port,
-            spaces=args.spaces,
-            items_per_space=args.items_per_space,
-            release_delay=args.release_delay,
-            latency=args.latency,
-            ready=ready,
-            # The record of served requests is only readable in-process: keeping it here
-            # would grow memory (and the garbage collector's work) with every request.
-            record_requests=False,
-        )
+        with stop:
+            await serve_forever(
+                host=args.host,
+                port=args.port,
+                spaces=args.spaces,
+                items_per_space=args.items_per_space,
+                release_delay=args.release_delay,
+                latency=args.latency,
+                ready=ready,
+                # The record of served requests is only readable in-process: keeping it
+                # here would grow memory (and the garbage collector's work) per request.
+                record_requests=False,
+            )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:  # the port is taken, or the address is not ours
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGTERM)
     return EXIT_OK

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import socket
 import subprocess
 import sys
 
@@ -35,3 +38,26 @@ def test_fake_server_bad_values_are_usage_errors(flags: list[str], named: str) -
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("smh-async: error: "), done.stderr
     assert named in lines[0]
+
+
+def test_fake_server_stops_cleanly_on_sigterm() -> None:
+    """SIGTERM (docker stop, a CI service container, systemd) closes the listener and exits 0,
+    as Ctrl-C does: it used to die by the signal, and as a container's PID 1, where a signal
+    without a handler does nothing, it ignored it until killed."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "smh_async", "fake-server", "--spaces", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            base_url = json.loads(proc.stdout.readline())["base_url"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, int(port)), timeout=5).close()

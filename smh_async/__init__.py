@@ -12,9 +12,9 @@ light paths (``--help``, ``report``, the ``--processes`` parent) do not pay for 
 aiohttp and pydantic (about 0.4 s).
 """
 
-import importlib
 import typing as _typing
 
+from smh_async._lazy import lazy_names as _lazy_names
 from smh_async._version import __version__
 
 if _typing.TYPE_CHECKING:
@@ -83,28 +83,10 @@ _HOMES = {
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names.split()}
 
 
+_getattr, __dir__ = _lazy_names(globals(), _HOME_OF)
 # Hidden from type checkers: they see the imports above, so a misspelt name stays an error.
 if not _typing.TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        """Import a public name from its module on first use (then it is a plain attribute)."""
-        module = _HOME_OF.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        try:
-            home = importlib.import_module(module)
-        except AttributeError as exc:
-            # `from ... import name` would report it as "cannot import name", hiding what
-            # failed inside the import (e.g. a dependency too old for an attribute we use).
-            raise ImportError(f"cannot import {name!r} from {module!r}: {exc}") from exc
-        value = getattr(home, name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    """The public names as well as what is already loaded."""
-    return sorted({*globals(), *__all__})
+    __getattr__ = _getattr
 
 
 __all__ = [

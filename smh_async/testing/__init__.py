@@ -35,8 +35,9 @@ package, in every run where smh-async is installed, and a suite that never asks 
 ``smh_fake`` should not pay for (or be broken by) importing aiohttp, pydantic and the client.
 """
 
-import importlib
 import typing as _typing
+
+from smh_async._lazy import lazy_names as _lazy_names
 
 if _typing.TYPE_CHECKING:
     from smh_async.testing._fake import FakeSMH
@@ -56,25 +57,7 @@ _HOME_OF = {
     "serve_forever": "smh_async.testing._main",
 }
 
+_getattr, __dir__ = _lazy_names(globals(), _HOME_OF)
 # Hidden from type checkers: they see the imports above, so a misspelt name stays an error.
 if not _typing.TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        """Import a public name from its module on first use (then it is a plain attribute)."""
-        module = _HOME_OF.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        try:
-            home = importlib.import_module(module)
-        except AttributeError as exc:
-            # `from ... import name` would report it as "cannot import name", hiding what
-            # failed inside the import (e.g. a dependency too old for an attribute we use).
-            raise ImportError(f"cannot import {name!r} from {module!r}: {exc}") from exc
-        value = getattr(home, name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    """The public names as well as what is already loaded."""
-    return sorted({*globals(), *__all__})
+    __getattr__ = _getattr

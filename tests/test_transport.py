@@ -21,6 +21,7 @@ import structlog
 
 from smh_async import (
     PurgeOutcome,
+    PurgeSummary,
     SMHAuthError,
     SMHClient,
     SMHConfigError,
@@ -273,6 +274,32 @@ async def test_a_proxy_407_is_not_retried_keeps_its_status_and_stops_the_run(
     assert "wrong-pw" not in repr(outcomes)
 
 
+async def _purge_through(
+    proxy: RefusingProxy,
+    fake: FakeSMH,
+    server: FakeServer,
+    env: pytest.MonkeyPatch,
+    spaces: int,
+    max_attempts: int,
+) -> tuple[PurgeSummary, list[PurgeOutcome]]:
+    """Purge ``spaces`` new spaces of a remote https host through ``proxy``, one at a time,
+    with a static token: the summary and the outcomes."""
+    ids = fake.add_spaces(LIBRARY, count=spaces)
+    outcomes: list[PurgeOutcome] = []
+    async with proxy.running():
+        env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        settings = make_settings(
+            server,
+            base_url=f"https://{REMOTE_HOST}:{_free_port()}",
+            library_secret=None,
+            access_token=fake.issue_token(LIBRARY),
+            max_attempts=max_attempts,
+        )
+        async with SMHClient(settings) as smh:
+            summary = await smh.purge_all(ids, concurrency=1, on_outcome=outcomes.append)
+    return summary, outcomes
+
+
 @pytest.mark.parametrize("status", [b"403 Forbidden", b"405 Method Not Allowed"])
 async def test_a_proxy_refusing_the_tunnel_by_policy_is_not_retried_and_stops_the_run(
     fake: FakeSMH, server: FakeServer, clear_proxy_env: pytest.MonkeyPatch, status: bytes
@@ -280,19 +307,8 @@ async def test_a_proxy_refusing_the_tunnel_by_policy_is_not_retried_and_stops_th
     """CONNECT answered 403 (a proxy ACL denying the SMH host) or 405: the space fails
     ProxyRefused with that http_status after one attempt and the run stops at once, so
     the proxy sees one CONNECT, not max_attempts for every space."""
-    ids = fake.add_spaces(LIBRARY, count=5)
-    outcomes: list[PurgeOutcome] = []
-    async with RefusingProxy(status).running() as proxy:
-        clear_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
-        settings = make_settings(
-            server,
-            base_url=f"https://{REMOTE_HOST}:{_free_port()}",
-            library_secret=None,
-            access_token=fake.issue_token(LIBRARY),
-            max_attempts=5,
-        )
-        async with SMHClient(settings) as smh:
-            summary = await smh.purge_all(ids, concurrency=1, on_outcome=outcomes.append)
+    proxy = RefusingProxy(status)
+    summary, outcomes = await _purge_through(proxy, fake, server, clear_proxy_env, 5, 5)
     failed = [o for o in outcomes if o.outcome == "failed"]
     code = int(status.split()[0])
     assert [(o.error_code, o.http_status, o.attempts) for o in failed] == [
@@ -308,19 +324,8 @@ async def test_a_proxy_502_on_connect_stays_retryable(
 ) -> None:
     """CONNECT answered 502 (the proxy could not reach the host, maybe for a moment): retried
     up to max_attempts like a connection error, and the run goes on to the next space."""
-    ids = fake.add_spaces(LIBRARY, count=2)
-    outcomes: list[PurgeOutcome] = []
-    async with RefusingProxy(b"502 Bad Gateway").running() as proxy:
-        clear_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
-        settings = make_settings(
-            server,
-            base_url=f"https://{REMOTE_HOST}:{_free_port()}",
-            library_secret=None,
-            access_token=fake.issue_token(LIBRARY),
-            max_attempts=3,
-        )
-        async with SMHClient(settings) as smh:
-            summary = await smh.purge_all(ids, concurrency=1, on_outcome=outcomes.append)
+    proxy = RefusingProxy(b"502 Bad Gateway")
+    summary, outcomes = await _purge_through(proxy, fake, server, clear_proxy_env, 2, 3)
     assert summary.aborted is None and summary.failed == 2
     assert sorted(o.attempts for o in outcomes) == [3, 3]
     assert proxy.connects == 6

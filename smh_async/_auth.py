@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from smh_async._errors import SMHAuthError, SMHError
 from smh_async._logging import library_logger
-from smh_async._protocol import Request, TokenGrant
+from smh_async._protocol import PROXY_REFUSED, TLS_VERIFY_FAILED, Request, TokenGrant
 
 __all__ = [
     "TOKEN_UNAVAILABLE",
@@ -183,12 +183,17 @@ class LibrarySecretToken:
         )
 
 
+_NOT_RETRIED = frozenset({PROXY_REFUSED, TLS_VERIFY_FAILED})
+
+
 def token_unavailable(request: Request, cause: SMHError, sent: int) -> SMHAuthError:
     """The error for ``request`` when no token could be had for it (``cause``: why), after
     ``sent`` requests: its own, not the mint call's status, attempts and route. A mint
     refused for a credential reason keeps that code (``WrongLibraryIdOrSecret``, which stops
-    a bulk run); any other failure is :data:`TOKEN_UNAVAILABLE`."""
-    auth = isinstance(cause, SMHAuthError) and cause.code
+    a bulk run), and so does one that no retry can cure on the way to the token endpoint (a
+    certificate that fails verification, a proxy refusing the tunnel); any other failure is
+    :data:`TOKEN_UNAVAILABLE`."""
+    auth = (isinstance(cause, SMHAuthError) or cause.code in _NOT_RETRIED) and cause.code
     return SMHAuthError(
         # The cause's own text, not str(cause): its route in parentheses would sit beside
         # this error's own (route=...), twice in one line.

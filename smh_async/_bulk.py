@@ -159,11 +159,9 @@ class PurgeRun:
         self.dry_run, self.verify = dry_run, verify
         self.max_failure_rate, self.min_sample = max_failure_rate, min_sample
         self.stop_on_auth, self.max_spaces, self.grace = stop_on_auth, max_spaces, grace
-        # A token this client mints carries no space scope; without the admin grant every
-        # space of a multi-tenant library refuses it alike (a static token may be scoped to
-        # some of the spaces: then only the others are refused).
-        minted = client.settings.access_token is None and client.settings.library_secret
-        self._fatal_codes = FATAL_AUTH_CODES | ({SPACE_SCOPE_CODE} if minted else set())
+        # Refused for every space alike (a static or host-made token may be scoped to some
+        # spaces: then only the others are refused, and the run goes on).
+        self._scope_fatal = bool(getattr(client, "_mints_unscoped", False))
         self.max_duration = max_duration
         self.progress_interval = progress_interval
         self.release: ReleaseWatcher | None = None
@@ -623,8 +621,8 @@ class PurgeRun:
         if self._stopping:
             return
         if self.stop_on_auth and (
-            outcome.error_code in self._fatal_codes
-            or is_fatal_auth(outcome.error_code, outcome.http_status)
+            is_fatal_auth(outcome.error_code, outcome.http_status)
+            or (self._scope_fatal and outcome.error_code == SPACE_SCOPE_CODE)
         ):
             self.stop(reason=_auth_stop(outcome.error_code))
         elif self.max_failure_rate is not None:

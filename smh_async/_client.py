@@ -110,6 +110,13 @@ class SMHClient:
             else None
         )
         self._tokens = token_provider or self._default_tokens()
+        # Tokens this client mints name no space; without the admin grant a multi-tenant
+        # library then refuses every space alike (AccessTokenNotMatchSpace).
+        self._mints_unscoped = (
+            token_provider is None
+            and isinstance(self._tokens, LibrarySecretToken)
+            and "admin" not in settings.token_grant.split(",")
+        )
         self.retry_policy = RetryPolicy(
             max_attempts=settings.max_attempts,
             max_total=settings.max_retry_time,

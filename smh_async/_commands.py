@@ -35,7 +35,7 @@ from smh_async._errors import SMHAuthError, SMHConfigError, SMHError
 from smh_async._leftovers import holding_part, settle_leftovers
 from smh_async._lock import ReportBusy, ReportLock, lock_report
 from smh_async._logging import Redactor, configure_cli_logging
-from smh_async._multiproc import FLAG_SECRET_ENV, PARENT_PID_ENV
+from smh_async._multiproc import FLAG_SECRET_ENV, LIVE_LINE_ENV, PARENT_PID_ENV
 from smh_async._progress import ProgressSnapshot
 from smh_async._proxy import proxy_for
 from smh_async._report import (
@@ -101,7 +101,7 @@ def _setup(
     level = args.log_level or ("warning" if status is not None else "info")
     # StatusLine is file-like (write/flush/isatty), which is all structlog's WriteLogger uses.
     stream = cast("TextIO", status if status is not None else err)
-    if status is None and _parent_pid() is not None and err.isatty():
+    if status is None and os.environ.get(LIVE_LINE_ENV) and err.isatty():
         # A --processes child on the parent's terminal, where the parent draws its live
         # line: each log line clears that line first (a StatusLine that never shows one)
         # instead of starting at its end; the parent redraws it below.
@@ -119,7 +119,8 @@ def _warn_unknown_variables() -> None:
     value: a misspelt ``SMH_DRYRUN=1`` would otherwise run a real purge without a word."""
     known = {env_name(field) for field in SMHSettings.model_fields}
     known |= {env_name(option) for option in ENV_OPTIONS}
-    known |= {COUNT_ENV, SHARD_INDEX_ENV, PARENT_PID_ENV, *FLAG_SECRET_ENV.values()}
+    known |= {COUNT_ENV, SHARD_INDEX_ENV, PARENT_PID_ENV, LIVE_LINE_ENV}
+    known |= set(FLAG_SECRET_ENV.values())
     log = structlog.get_logger("smh_async.cli")
     for name in sorted(read_environment()):
         if name.upper() not in known:  # the settings' names are not case-sensitive
@@ -652,7 +653,7 @@ async def spaces_command(args: argparse.Namespace) -> int:
         except SMHError as exc:
             print(f"smh-async: error: {redactor.text(str(exc))}", file=sys.stderr)
             # A credential problem (wrong secret, rejected token, a certificate that does
-            # not verify, a proxy's 407) is exit 2, as for purge.
+            # not verify, a proxy's 407 or refusal of the tunnel) is exit 2, as for purge.
             # (No token because the token endpoint is down is not the credential's fault.)
             auth = exc.code != TOKEN_UNAVAILABLE and (
                 isinstance(exc, SMHAuthError) or exc.code in FATAL_AUTH_CODES
@@ -687,8 +688,9 @@ async def fake_server_command(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    # docker stop, a CI service container, systemd: SIGTERM stops it as Ctrl-C does, exit 0
-    # (as a container's PID 1, a signal without a handler is ignored until SIGKILL).
+    # docker stop, a CI service container, systemd: SIGTERM closes it cleanly, exit 0, as a
+    # service's manager expects (as a container's PID 1 a signal without a handler was
+    # ignored until SIGKILL). Ctrl-C stays "interrupted", 130.
     loop, stop = asyncio.get_running_loop(), anyio.CancelScope()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
         loop.add_signal_handler(signal.SIGTERM, stop.cancel)

@@ -53,6 +53,7 @@ from smh_async._report import (
 
 __all__ = [
     "FLAG_SECRET_ENV",
+    "LIVE_LINE_ENV",
     "PARENT_PID_ENV",
     "child_argv",
     "count_to_purge",
@@ -66,6 +67,8 @@ __all__ = [
 # Set in each child's environment: the parent's pid. It marks the process as a child (which
 # holds its report part, see smh_async._leftovers) and lets it notice the parent is gone.
 PARENT_PID_ENV = "SMH_ASYNC_PARENT_PID"
+# Set for the children when the parent draws a live line on the terminal they share.
+LIVE_LINE_ENV = "SMH_ASYNC_PARENT_LIVE_LINE"
 
 # A credential given as a flag reaches each child in these variables, never in its argv,
 # which every local user can read (ps, /proc/PID/cmdline); a child takes it as the flag.
@@ -142,9 +145,13 @@ def exit_code_of(codes: Sequence[int]) -> int:
     return next((c for c in _SEVERITY if c in known), 0)
 
 
-def _spawn(argv: Sequence[str], secrets: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: Sequence[str], secrets: Mapping[str, str], *, live_line: bool
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "smh_async", *argv]
     env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+    if live_line:  # each log line of a child must clear the parent's line first
+        env[LIVE_LINE_ENV] = "1"
     env.update({FLAG_SECRET_ENV[field]: value for field, value in secrets.items()})
     # A session of its own: a terminal's Ctrl-C reaches only the parent, which passes on
     # exactly one signal (two would mean "cancel in-flight requests now" to a child).
@@ -281,7 +288,8 @@ def _run_and_merge(
         name = target.name if target else "report.jsonl"
         parts = [base / f"{name}.part{i}of{count}" for i in range(count)]
         children = [
-            _spawn(child_argv(argv, i, count, part), secrets) for i, part in enumerate(parts)
+            _spawn(child_argv(argv, i, count, part), secrets, live_line=terminal is not None)
+            for i, part in enumerate(parts)
         ]
         codes = _wait_all(children, relay, PartsProgress(parts, terminal) if terminal else None)
         present = [p for p in parts if p.exists()]

@@ -208,7 +208,9 @@ class SMHSettings(BaseSettings):
         if not update:
             return super().model_copy(deep=deep)
         values = {name: getattr(self, name) for name in type(self).model_fields}
-        return type(self)(_env_file=None, **{**values, **update})
+        # Names are not case-sensitive: "Concurrency" replaces concurrency, not beside it.
+        values.update({k if k.startswith("_") else k.lower(): v for k, v in update.items()})
+        return type(self)(_env_file=None, **values)
 
     def __repr_args__(self) -> Any:
         # SecretStr already masks itself; this keeps the repr short and obviously safe.

@@ -88,9 +88,9 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _escape_what_cannot_be_encoded(stream: object) -> None:
-    """Give ``stream`` (stdout) the error handler Python gives stderr: a character its
-    encoding lacks (an ASCII locale: ``LC_ALL=C PYTHONUTF8=0``; a file name that is not
-    UTF-8) is written as an escape, ``caf\\xe9``, instead of raising UnicodeEncodeError:
+    """Give ``stream`` (stdout; stderr has it already) the error handler Python gives
+    stderr: a character its encoding lacks (an ASCII locale: ``LC_ALL=C PYTHONUTF8=0``; a
+    file name that is not UTF-8) is written as an escape, ``caf\\xe9``, not UnicodeEncodeError:
     ``--help`` died on its '→', ``report`` without a summary, and purge's summary was lost."""
     if not isinstance(stream, io.TextIOWrapper) or stream.errors == "backslashreplace":
         return

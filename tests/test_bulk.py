@@ -152,6 +152,20 @@ async def test_a_minted_token_without_space_scope_stops_the_run(
     assert summary.by_error_code.keys() == {"AccessTokenNotMatchSpace"}
 
 
+async def test_an_admin_token_refused_for_one_space_does_not_stop_the_run(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """With the admin grant (the default) a minted token is good for every space, so one
+    space answering AccessTokenNotMatchSpace fails alone and the others are purged."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1, item_size=10)
+    refusal = Fault("status", status=403, code="AccessTokenNotMatchSpace", space_id=ids[0])
+    fake.add_fault(refusal)
+    async with SMHClient(make_settings(server, concurrency=1)) as smh:
+        summary = await smh.purge_all(ids)
+    assert summary.aborted is None and summary.accepted == 19
+    assert summary.by_error_code == {"AccessTokenNotMatchSpace": 1}
+
+
 async def test_a_static_token_scoped_to_some_spaces_purges_those(
     fake: FakeSMH, server: FakeServer
 ) -> None:

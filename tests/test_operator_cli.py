@@ -840,16 +840,19 @@ async def test_a_log_reader_that_goes_away_stops_the_run_and_loses_nothing(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("processes", ["1", "2"])
 async def test_a_log_on_a_full_disk_aborts_the_run_with_exit_3_not_130(
-    fake: FakeSMH, server: FakeServer, tmp_path: Path
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, processes: str
 ) -> None:
     """stderr on a full disk (cron's `2>>/var/log/smh.log` with /var/log full: /dev/full
     here): the run stops as when the log's reader goes away, but says why, `ABORTED:
     log_unwritable`, exit 3 (it was 130, "interrupted", which nobody did); the report still
     has a row for every space, and --summary-json the reason."""
     ids = fake.add_spaces(LIBRARY, count=50, items_per_space=1, item_size=10)
-    report, summary = tmp_path / "r.jsonl", tmp_path / "s.json"
-    cmd = [sys.executable, "-m", "smh_async", "purge", *ids, "--report", str(report)]
+    report, summary, spaces = tmp_path / "r.jsonl", tmp_path / "s.json", tmp_path / "ids.txt"
+    spaces.write_text("".join(f"{i}\n" for i in ids))
+    cmd = [sys.executable, "-m", "smh_async", "purge", "--spaces-file", str(spaces)]
+    cmd += ["--report", str(report), "--processes", processes]
     cmd += ["--log-format", "json", "--summary-json", str(summary)]
     line = f"exec {shlex.join(cmd)} 2>/dev/full"
     proc = await anyio.run_process(["sh", "-c", line], env=_env(server), check=False)

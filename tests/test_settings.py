@@ -255,6 +255,14 @@ def test_copy_with_changes_keeps_the_rest_and_not_the_environment(
     assert copy.access_token.get_secret_value() == "tok-Copy-2"
 
 
+def test_copy_takes_a_change_in_any_case() -> None:
+    """A change named in another case replaces the value, as it does when constructing
+    (``Concurrency=9`` was accepted and then lost to the old ``concurrency``)."""
+    s = SMHSettings(library_id="lib", library_secret="sec-Case-1", concurrency=4)
+    assert s.model_copy(update={"Concurrency": 9}).concurrency == 9
+    assert s.model_copy(update={"RATE": 2}).rate == 2.0
+
+
 @pytest.mark.anyio
 async def test_client_overrides_are_validated() -> None:
     """SMHClient(settings, **overrides) refuses what SMHSettings refuses (plain http to a

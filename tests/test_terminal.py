@@ -64,18 +64,25 @@ async def on_terminal(
     wide. Returns the exit code, what the terminal showed, and stdout if it was a pipe."""
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    try:
-        proc = await anyio.run_process(
-            [sys.executable, "-m", "smh_async", *args],
-            env=dict(env),
-            stdout=secondary if stdout_too else subprocess.PIPE,
-            stderr=secondary,
-            check=False,
-        )
-    finally:
-        os.close(secondary)
-    try:
+    screen = b""
+
+    async def drain() -> None:  # while the CLI runs: a full terminal would block it
+        nonlocal screen
         screen = await anyio.to_thread.run_sync(_read_all, primary)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            try:
+                proc = await anyio.run_process(
+                    [sys.executable, "-m", "smh_async", *args],
+                    env=dict(env),
+                    stdout=secondary if stdout_too else subprocess.PIPE,
+                    stderr=secondary,
+                    check=False,
+                )
+            finally:
+                os.close(secondary)  # the reader ends once no writer is left
     finally:
         os.close(primary)
     return proc.returncode, screen, proc.stdout or b""
@@ -261,6 +268,28 @@ async def test_processes_children_log_lines_do_not_run_into_the_live_line(
     for line in logged:  # what is left on screen: the text after the last clear-line
         assert b"(2 processes)" not in line.rsplit(CLEAR, 1)[-1], line
     assert b"failed: 2" in stdout
+
+
+@pytest.mark.parametrize("extra", [["--log-format", "json"], ["--no-progress"], ["TERM=dumb"]])
+async def test_processes_children_clear_no_line_the_parent_does_not_draw(
+    fake: FakeSMH, server: FakeServer, tmp_path: Path, extra: list[str]
+) -> None:
+    """--processes on a terminal with no live line (JSON logs, --no-progress, TERM=dumb):
+    the children's log lines come as they are, without the clear-line sequence that only
+    makes sense under a line the parent draws (a dumb terminal shows it as ^[[K)."""
+    ids = fake.add_spaces(LIBRARY, count=20)
+    spaces = tmp_path / "ids.txt"
+    spaces.write_text("\n".join([*ids, "nosuch-space-1"]) + "\n")
+    env = _env(server, {"TERM": "dumb"} if extra == ["TERM=dumb"] else {})
+    flags = [] if extra == ["TERM=dumb"] else extra
+    code, screen, _ = await on_terminal(
+        "purge", "--spaces-file", str(spaces), "--processes", "2", *flags, env=env
+    )
+    assert code == 1, screen
+    assert b"purge.space" in screen
+    assert CLEAR not in screen, screen
+    if extra == ["TERM=dumb"]:  # no colours either
+        assert b"\x1b[" not in screen, screen
 
 
 def test_live_line_of_a_stopped_run_says_how_many_never_started() -> None:

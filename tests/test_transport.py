@@ -319,6 +319,23 @@ async def test_a_proxy_refusing_the_tunnel_by_policy_is_not_retried_and_stops_th
     assert proxy.connects == 1
 
 
+async def test_a_proxy_refusing_the_token_request_names_itself_and_stops_as_auth(
+    fake: FakeSMH, server: FakeServer, clear_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """Tokens minted from the library secret, CONNECT answered 403: the space's error is
+    ProxyRefused and the run stops as for a credential ("auth"), not TokenUnavailable with
+    "token_unavailable", which says nothing is wrong but the token endpoint, so resume later."""
+    ids = fake.add_spaces(LIBRARY, count=3)
+    outcomes: list[PurgeOutcome] = []
+    async with RefusingProxy(b"403 Forbidden").running() as proxy:
+        clear_proxy_env.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        settings = make_settings(server, base_url=f"https://{REMOTE_HOST}:{_free_port()}")
+        async with SMHClient(settings) as smh:
+            summary = await smh.purge_all(ids, concurrency=1, on_outcome=outcomes.append)
+    assert summary.aborted == "auth"
+    assert summary.by_error_code.keys() == {"ProxyRefused"}
+
+
 async def test_a_proxy_502_on_connect_stays_retryable(
     fake: FakeSMH, server: FakeServer, clear_proxy_env: pytest.MonkeyPatch
 ) -> None:

@@ -108,6 +108,7 @@ class PartsProgress:
         self._status = StatusLine(stream)
         self._started = time.monotonic()
         self.done = 0
+        self.not_started = 0  # NotStarted rows: a stopped run reports its unstarted spaces
         self.by_error_code: Counter[str] = Counter()
 
     @property
@@ -126,12 +127,16 @@ class PartsProgress:
                 continue
             chunk = chunk[: chunk.rfind(b"\n") + 1]  # a row being written counts next time
             self._offsets[i] += len(chunk)
-            self.done += chunk.count(b"\n")
+            not_started = chunk.count(_SKIPPED)
+            self.done += chunk.count(b"\n") - not_started
+            self.not_started += not_started
             if _FAILED in chunk:  # rare: only failed rows are parsed, for their codes
                 self.by_error_code.update(_code(r) for r in chunk.splitlines() if _FAILED in r)
         elapsed = time.monotonic() - self._started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         shown = [f"{self.done} done", f"{rate:.1f}/s"]
+        if self.not_started:  # after a stop: they are not done, whatever their row count
+            shown.append(f"not started {self.not_started}")
         if self.failed:
             shown.append(f"failed {self.failed} ({_codes(self.by_error_code)})")
         self._status.show_text("  ".join([*shown, f"({len(self._parts)} processes)"]))
@@ -142,6 +147,7 @@ class PartsProgress:
 
 
 _FAILED = b'"outcome": "failed"'
+_SKIPPED = b'"outcome": "skipped"'
 
 
 def _code(raw: bytes) -> str:

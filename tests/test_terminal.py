@@ -4,6 +4,7 @@ fill, and in locales whose encoding is not UTF-8: what an operator sees, and exi
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import pty
@@ -17,6 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from smh_async._console import PartsProgress
 from smh_async._progress import ProgressSnapshot
 from smh_async.testing import FakeServer, FakeSMH
 from tests.conftest import LIBRARY, SECRET
@@ -301,3 +303,21 @@ def test_live_line_of_a_stopped_run_says_how_many_never_started() -> None:
     assert "not started 368" in line and "failed 2" in line
     running = ProgressSnapshot(40, 400, True, 40, 0, 0, in_flight=2, elapsed_s=1.0)
     assert "not started" not in running.line()
+
+
+def test_processes_live_line_of_a_stopped_run_says_how_many_never_started(
+    tmp_path: Path,
+) -> None:
+    """The --processes parent's live line counts the children's NotStarted rows apart, not
+    as done: "400 done" read as a finished purge when most spaces were never started."""
+    part = tmp_path / "r.jsonl.part0of1"
+    rows = [{"space_id": f"s{i}", "outcome": "accepted"} for i in range(3)]
+    rows += [
+        {"space_id": f"n{i}", "outcome": "skipped", "error_code": "NotStarted"} for i in range(5)
+    ]
+    part.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    screen = io.StringIO()
+    progress = PartsProgress([part], screen)
+    progress.update()
+    last = screen.getvalue().rsplit(CLEAR.decode(), 1)[-1]
+    assert last.startswith("purge 3 done") and "not started 5" in last, last

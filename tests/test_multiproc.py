@@ -29,7 +29,7 @@ from smh_async._multiproc import (
 from smh_async._shard import shard_of
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY
-from tests.test_operator_cli import _env, deletes, purge
+from tests.test_operator_cli import _env, deletes, purge, purging
 
 pytestmark = pytest.mark.anyio
 
@@ -339,8 +339,7 @@ async def test_children_of_a_killed_parent_stop_and_a_resume_merges_their_parts(
     log = tmp_path / "stderr.log"
     with log.open("wb") as err:  # the children's too: a file, no pipe to fill
         async with await anyio.open_process(cmd, env=_env(server), stderr=err) as process:
-            while len(deletes(fake)) < 20:
-                await anyio.sleep(0.02)
+            await purging(fake, 2, sent=20)  # both children: one still starting holds no part
             assert all(map(_held, parts))  # each child holds its part while it runs
             process.kill()
             await process.wait()

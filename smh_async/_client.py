@@ -275,8 +275,6 @@ class SMHClient:
         stale = 0  # immediate re-sends after a silently closed kept-alive connection
         while True:
             attempt += 1
-            if self.rate_limiter is not None:
-                await self.rate_limiter.acquire()
             token = path_token if request.auth == "path" else None
             if request.auth == "token":
                 try:
@@ -284,6 +282,12 @@ class SMHClient:
                 except SMHError as exc:  # reported as this request's, not the mint call's
                     rejected = None  # no token in this frame's locals for a traceback
                     raise token_unavailable(request, exc, attempt - 1) from None
+            if self.rate_limiter is not None:
+                # After the token: a slot taken first and then held while a mint or renewal
+                # ran was spent late, together with every other one reserved meanwhile (a
+                # burst of up to `concurrency` requests). Time queued here is pacing, not
+                # retrying: it does not count against max_retry_time.
+                started += await self.rate_limiter.acquire()
             try:
                 ATTEMPTS_SENT.set(attempt)  # for a space cut off in flight (see _bulk)
                 response = await self._attempt(request, token)

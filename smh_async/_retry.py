@@ -69,11 +69,13 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, burst={self.burst})"
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start."""
+    async def acquire(self) -> float:
+        """Wait until one more request may start; return the seconds waited (0 if none)."""
         now = time.monotonic()
         arrival = max(self._theoretical_arrival, now)
         self._theoretical_arrival = arrival + self._interval
         wait = arrival - self._tolerance - now
-        if wait > 0:
-            await anyio.sleep(wait)
+        if wait <= 0:
+            return 0.0
+        await anyio.sleep(wait)
+        return wait

@@ -1,0 +1,75 @@
+"""Long unattended runs: the rate cap, the retry budget, Retry-After and token lifetime over
+a run that meets a mint, a throttling server or a revoked token. Timings are never asserted
+tightly: the tests compare spans and counts from the emulator's request record with
+generous margins (a busy machine only makes runs slower, never faster)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from smh_async import PurgeOutcome, SMHClient
+from smh_async.testing import FakeServer, FakeSMH, Fault
+from tests.conftest import LIBRARY, make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+def _starts(fake: FakeSMH, route: str) -> list[float]:
+    return sorted(r.started_at for r in fake.requests if r.route == route)
+
+
+async def test_rate_cap_holds_while_the_first_token_is_minted(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """A library purge whose workers all wait for the first mint still paces its DELETEs at
+    --rate: the slots reserved while they waited are not spent in one burst afterwards."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1)
+    async with SMHClient(make_settings(server, concurrency=20, rate=10.0)) as smh:
+        summary = await smh.purge_all(ids)
+    assert summary.accepted == 20
+    starts = _starts(fake, "empty_bin")
+    # 20 requests at 10/s (burst 1) span at least 1.9 s; allow half of that.
+    assert starts[-1] - starts[0] >= 0.95, [round(t - starts[0], 3) for t in starts]
+
+
+async def test_rate_cap_holds_after_a_slow_re_mint_mid_run(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """Tokens revoked mid-run while the token endpoint is slow: the requests that waited for
+    the re-mint go out at --rate afterwards, not all at once."""
+    ids = fake.add_spaces(LIBRARY, count=40, items_per_space=1)
+    async with SMHClient(make_settings(server, concurrency=30, rate=20.0)) as smh:
+        await smh.token_provider.get()
+
+        async def revoke_when_started() -> None:
+            while not any(r.route == "empty_bin" for r in fake.requests):
+                await anyio.sleep(0.01)
+            # Every later mint takes 1 s to answer (the operation runs; its body trickles).
+            fake.add_fault(Fault("slow_body", route="token_create", delay=1.0))
+            fake.expire_all_tokens()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(revoke_when_started)
+            summary = await smh.purge_all(ids)
+    assert summary.accepted == 40
+    minted = [r.finished_at for r in fake.requests if r.route == "token_create"]
+    after = [t for t in _starts(fake, "empty_bin") if t >= minted[-1]]
+    # At 20/s, the requests sent once the re-mint answered span (n - 1) / 20 s at least.
+    assert len(after) >= 20 and after[-1] - after[0] >= (len(after) - 1) / 20 / 2
+
+
+async def test_waiting_for_the_rate_cap_does_not_use_up_the_retry_budget(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """max_retry_time counts retrying, not time queued behind --rate: 20 workers at 5/s with
+    a 3 s budget each get their retry after one 503 (all were failed after 1 attempt)."""
+    ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1)
+    for sid in ids:
+        fake.add_fault(Fault("status", status=503, route="empty_bin", space_id=sid, times=1))
+    outcomes: list[PurgeOutcome] = []
+    settings = make_settings(server, concurrency=20, rate=5.0, max_retry_time=3.0)
+    async with SMHClient(settings) as smh:
+        await smh.token_provider.get()
+        await smh.purge_all(ids, on_outcome=outcomes.append)
+    assert sorted((o.outcome.value, o.attempts) for o in outcomes) == [("accepted", 2)] * 20

@@ -304,7 +304,10 @@ class SMHClient:
                 and proto.needs_reauth(error)
                 and token is not None
                 and (rejected is None or token not in rejected)
-                and attempt < self.retry_policy.max_attempts
+                # The first rejection is re-minted even on the last attempt: a token that
+                # lapsed while this request retried a 503 says nothing about the credential,
+                # and reported as it the rejection would stop the whole run (ABORTED: auth).
+                and (rejected is None or attempt < self.retry_policy.max_attempts)
                 and await self._tokens.invalidate(token)
             ):
                 if rejected is None:

@@ -73,3 +73,22 @@ async def test_waiting_for_the_rate_cap_does_not_use_up_the_retry_budget(
         await smh.token_provider.get()
         await smh.purge_all(ids, on_outcome=outcomes.append)
     assert sorted((o.outcome.value, o.attempts) for o in outcomes) == [("accepted", 2)] * 20
+
+
+async def test_a_token_expiring_before_the_last_attempt_does_not_stop_the_run(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """A token that lapses while a space retries a 503 is found dead on that space's last
+    attempt: it is re-minted and the space sent once more, not reported as a credential
+    failure that stops the whole run (ABORTED: auth, every other space skipped)."""
+    ids = fake.add_spaces(LIBRARY, count=5, items_per_space=1)
+    fake.token_max_uses = 1  # every token dies after one use, as if its period ran out
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server, max_attempts=2)) as smh:
+        await smh.list_recycle_bin(ids[0])  # the first token's only use
+        fake.add_fault(Fault("status", status=503, route="empty_bin", space_id=ids[0], times=1))
+        summary = await smh.purge_all(ids, concurrency=1, on_outcome=outcomes.append)
+    assert summary.aborted is None and summary.accepted == 5
+    by_space = {o.space_id: o.attempts for o in outcomes}
+    sent = [r.space_id for r in fake.requests if r.route == "empty_bin"]
+    assert by_space[ids[0]] == 3 == sent.count(ids[0])  # 503, 403 (token dead), 204

@@ -23,9 +23,13 @@ __all__ = ["RateLimiter", "RetryPolicy"]
 class RetryPolicy:
     """Exponential backoff with full jitter, capped in attempts and in total time.
 
-    Attempt ``n`` (1-based) that failed retryably waits ``uniform(0, min(maximum,
-    initial * 2**(n-1)))``; a server ``Retry-After`` replaces that wait, capped at
-    ``retry_after_max``. No retry is started that would end past ``max_total`` seconds.
+    Attempt ``n`` (1-based) that failed retryably waits ``uniform(0, ceiling)`` with
+    ``ceiling = min(maximum, initial * 2**(n-1))``. A server ``Retry-After`` (capped at
+    ``retry_after_max``) is the earliest retry instead: the wait is drawn between it and
+    itself plus ``max(it, ceiling)``. Without that spread every request a throttling server
+    turned away together came back in the same instant (a thundering herd it turns away
+    again). No retry is started past ``max_total`` seconds: a draw beyond the budget is
+    shortened to it, down to the server's Retry-After.
     """
 
     max_attempts: int = 5
@@ -39,14 +43,16 @@ class RetryPolicy:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
         if not error.retryable or attempt >= self.max_attempts:
             return None
+        ceiling = min(self.maximum, self.initial * 2 ** (attempt - 1))
+        left = self.max_total - (time.monotonic() - started)  # of the retry budget
         retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            wait = min(float(retry_after), self.retry_after_max)
-        else:
-            wait = self.rng.uniform(0.0, min(self.maximum, self.initial * 2 ** (attempt - 1)))
-        if time.monotonic() + wait - started > self.max_total:
+        if retry_after is None:
+            wait = self.rng.uniform(0.0, ceiling)
+            return wait if wait <= left else None
+        earliest = min(float(retry_after), self.retry_after_max)
+        if earliest > left:
             return None
-        return wait
+        return self.rng.uniform(earliest, min(earliest + max(earliest, ceiling), left))
 
 
 class RateLimiter:

@@ -174,12 +174,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "429, Retry-After: 1 (seconds)",
-        "waits Retry-After (capped by retry_after_max), then retries",
+        "waits Retry-After (capped by retry_after_max), up to twice that, then retries",
         Planned("status", 429, retry_after=lambda: "1"),
     ),
     Scenario(
         "429, Retry-After as HTTP-date",
-        "waits until that date (capped by retry_after_max), then retries",
+        "waits until that date (capped by retry_after_max), up to twice that, then retries",
         Planned("status", 429, retry_after=lambda: _http_date(30)),
     ),
     Scenario(

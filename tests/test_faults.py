@@ -68,17 +68,18 @@ def _retry_waits(events: list[MutableMapping[str, Any]]) -> list[float]:
 @pytest.mark.parametrize(
     ("retry_after", "cap", "low", "high"),
     [
-        ("1", 60.0, 1.0, 1.0),  # seconds, honoured exactly
-        ("7", 0.05, 0.05, 0.05),  # seconds above retry_after_max: capped
-        ("date+2", 60.0, 0.5, 2.0),  # HTTP-date two seconds ahead (1 s resolution)
-        ("date-60", 60.0, 0.0, 0.0),  # HTTP-date in the past: retry at once
+        ("1", 60.0, 1.0, 2.0),  # seconds: the earliest retry, spread up to twice it
+        ("7", 0.05, 0.05, 0.1),  # seconds above retry_after_max: capped, then spread
+        ("date+2", 60.0, 0.5, 4.0),  # HTTP-date two seconds ahead (1 s resolution)
+        ("date-60", 60.0, 0.0, 0.01),  # HTTP-date in the past: normal (tiny) backoff
         ("soon", 60.0, 0.0, 0.01),  # unparseable: ignored, normal backoff
     ],
 )
 async def test_retry_after_forms_set_the_wait(
     fake: FakeSMH, server: FakeServer, retry_after: str, cap: float, low: float, high: float
 ) -> None:
-    """429's Retry-After (seconds or HTTP-date, capped) decides the wait before the retry."""
+    """429's Retry-After (seconds or HTTP-date, capped) sets the earliest retry; the wait is
+    drawn between it and twice it."""
     sid = fake.add_space(LIBRARY)
     if retry_after.startswith("date"):
         retry_after = email.utils.formatdate(time.time() + int(retry_after[4:]), usegmt=True)

@@ -92,3 +92,28 @@ async def test_a_token_expiring_before_the_last_attempt_does_not_stop_the_run(
     by_space = {o.space_id: o.attempts for o in outcomes}
     sent = [r.space_id for r in fake.requests if r.route == "empty_bin"]
     assert by_space[ids[0]] == 3 == sent.count(ids[0])  # 503, 403 (token dead), 204
+
+
+async def test_retry_after_spreads_a_throttled_burst_instead_of_returning_it_at_once(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """64 requests turned away together with 429 Retry-After: 1 come back no sooner than 1 s,
+    and not all in the same instant (they used to return within ~30 ms of each other, a
+    thundering herd that a throttling server turns away again)."""
+    ids = fake.add_spaces(LIBRARY, count=64, items_per_space=1)
+    fake.add_fault(Fault("status", status=429, route="empty_bin", times=64, retry_after="1"))
+    async with SMHClient(make_settings(server, concurrency=64)) as smh:
+        await smh.token_provider.get()
+        summary = await smh.purge_all(ids)
+    assert summary.accepted == 64
+    first: dict[str | None, float] = {}
+    retries: list[float] = []
+    for r in sorted(fake.requests, key=lambda r: r.started_at):
+        if r.route != "empty_bin":
+            continue
+        if r.status == 429:
+            first[r.space_id] = r.started_at
+        else:
+            assert r.started_at - first[r.space_id] >= 1.0  # Retry-After is the earliest
+            retries.append(r.started_at)
+    assert len(retries) == 64 and max(retries) - min(retries) >= 0.3

@@ -110,13 +110,25 @@ class LibrarySecretToken:
             and time.monotonic() < self._expires_at - self._margin * self._lifetime
         )
 
+    def _unexpired(self) -> bool:
+        return self._token is not None and time.monotonic() < self._expires_at
+
     async def get(self) -> str:
-        """A valid token, minting or renewing first if needed (one caller does it)."""
+        """A valid token, minting or renewing first if needed (one caller does it).
+
+        Renewal is due with ``renew_margin`` of the token's life left; if it fails (the token
+        endpoint down) the token is used while that life lasts (each use extends it, as a
+        renewal would), and renewal is tried again after the cool-down.
+        """
         if not self._fresh():
             async with self._lock:
                 if not self._fresh():
-                    self._raise_if_cooling_down()
-                    await self._refresh()
+                    try:
+                        self._raise_if_cooling_down()
+                        await self._refresh()
+                    except SMHError:
+                        if not self._unexpired():
+                            raise
         assert self._token is not None
         # SMH extends a token by its period on every use; mirror that locally.
         self._expires_at = time.monotonic() + self._lifetime

@@ -8,7 +8,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from smh_async import PurgeOutcome, SMHClient
+from smh_async import LibrarySecretToken, PurgeOutcome, SMHClient
+from smh_async._protocol import TokenGrant
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY, make_settings
 
@@ -117,3 +118,33 @@ async def test_retry_after_spreads_a_throttled_burst_instead_of_returning_it_at_
             assert r.started_at - first[r.space_id] >= 1.0  # Retry-After is the earliest
             retries.append(r.started_at)
     assert len(retries) == 64 and max(retries) - min(retries) >= 0.3
+
+
+async def test_a_failed_renewal_keeps_using_the_token_while_it_is_still_valid(
+    fake: FakeSMH, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewal is due (most of the token's life idle) but the token endpoint is down: the
+    request goes out with the token it has, which is still valid, instead of failing
+    TokenUnavailable (which stops a bulk run: ABORTED: token_unavailable)."""
+    monkeypatch.setattr("smh_async.testing._fake.clamp_period", lambda period: 3)
+    sid = fake.add_space(LIBRARY, bin_item_sizes=[1])
+    smh: SMHClient | None = None
+
+    async def mint() -> TokenGrant:
+        assert smh is not None
+        return await smh.create_token()
+
+    async def renew(token: str) -> TokenGrant:
+        assert smh is not None
+        return await smh.renew_token(token)
+
+    # Renewed once less than 90% of the 3 s life is left: after 0.3 s idle.
+    tokens = LibrarySecretToken(mint, renew, renew_margin=0.9)
+    async with SMHClient(make_settings(server), token_provider=tokens) as smh:
+        await tokens.get()
+        await anyio.sleep(0.5)  # idle: renewal due, the token valid for 2.5 s more
+        fake.add_fault(Fault("status", status=503, route="token_renew"))
+        fake.add_fault(Fault("status", status=503, route="token_create"))
+        result = await smh.empty_recycle_bin(sid)
+    assert result.http_status == 204 and result.attempts == 1
+    assert not fake.bin_items(LIBRARY, sid)

@@ -184,6 +184,7 @@ class PurgeRun:
         self.started_at = 0.0
         self._expected: tuple[int, bool] | None = (total, True) if total is not None else None
         self._source_done = False
+        self._taken = 0  # jobs workers took from the queue (started or reported not started)
         self._seen = FingerprintSet()
         self._stopping = False
         self._room: anyio.Event | None = None  # set when a worker takes a queued job
@@ -336,7 +337,9 @@ class PurgeRun:
 
     async def _stop_after(self, seconds: float) -> None:
         await anyio.sleep(seconds)
-        if not self._source_done:  # once every space has started, let them finish
+        # Once every space has started, let them finish. Not merely every id read: up to
+        # `concurrency` of them may still wait in the queue, and would start after the window.
+        if not (self._source_done and self._taken >= self.launched):
             library_logger().warning(
                 "purge.max_duration", max_duration_s=seconds, in_flight=self.in_flight
             )
@@ -489,6 +492,7 @@ class PurgeRun:
     async def _work(self, receive: MemoryObjectReceiveStream[Job]) -> None:
         async with receive:
             while (job := await _next_job(receive)) is not None:
+                self._taken += 1
                 if self._room is not None:
                     self._room.set()  # the producer waits for room in the queue
                 space_id, size_before = job

@@ -148,3 +148,22 @@ async def test_a_failed_renewal_keeps_using_the_token_while_it_is_still_valid(
         result = await smh.empty_recycle_bin(sid)
     assert result.http_status == 204 and result.attempts == 1
     assert not fake.bin_items(LIBRARY, sid)
+
+
+async def test_max_duration_starts_no_queued_space_once_the_input_is_read(
+    fake: FakeSMH, server: FakeServer
+) -> None:
+    """--max-duration starts no space after its deadline, also when the whole input is
+    already read but some spaces still wait in the queue (they were started after it)."""
+    ids = fake.add_spaces(LIBRARY, count=4, items_per_space=1)
+    fake.latency = 1.0
+    outcomes: list[PurgeOutcome] = []
+    async with SMHClient(make_settings(server)) as smh:
+        await smh.token_provider.get()
+        summary = await smh.purge_all(
+            ids, concurrency=2, max_duration=0.3, on_outcome=outcomes.append
+        )
+    assert summary.aborted == "max_duration"
+    assert (summary.accepted, summary.skipped) == (2, 2)
+    assert len([r for r in fake.requests if r.route == "empty_bin"]) == 2
+    assert sorted(o.error_code or "" for o in outcomes) == ["", "", "NotStarted", "NotStarted"]

@@ -63,13 +63,13 @@ async def test_rate_cap_holds_after_a_slow_re_mint_mid_run(
 async def test_waiting_for_the_rate_cap_does_not_use_up_the_retry_budget(
     fake: FakeSMH, server: FakeServer
 ) -> None:
-    """max_retry_time counts retrying, not time queued behind --rate: 20 workers at 5/s with
-    a 3 s budget each get their retry after one 503 (all were failed after 1 attempt)."""
+    """max_retry_time counts retrying, not time queued behind --rate: 20 workers at 10/s with
+    a 1.5 s budget each get their retry after one 503 (the last in the queue got none)."""
     ids = fake.add_spaces(LIBRARY, count=20, items_per_space=1)
     for sid in ids:
         fake.add_fault(Fault("status", status=503, route="empty_bin", space_id=sid, times=1))
     outcomes: list[PurgeOutcome] = []
-    settings = make_settings(server, concurrency=20, rate=5.0, max_retry_time=3.0)
+    settings = make_settings(server, concurrency=20, rate=10.0, max_retry_time=1.5)
     async with SMHClient(settings) as smh:
         await smh.token_provider.get()
         await smh.purge_all(ids, on_outcome=outcomes.append)

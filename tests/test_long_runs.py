@@ -9,7 +9,6 @@ import anyio
 import pytest
 
 from smh_async import LibrarySecretToken, PurgeOutcome, SMHClient
-from smh_async._protocol import TokenGrant
 from smh_async.testing import FakeServer, FakeSMH, Fault
 from tests.conftest import LIBRARY, make_settings
 
@@ -128,19 +127,15 @@ async def test_a_failed_renewal_keeps_using_the_token_while_it_is_still_valid(
     TokenUnavailable (which stops a bulk run: ABORTED: token_unavailable)."""
     monkeypatch.setattr("smh_async.testing._fake.clamp_period", lambda period: 3)
     sid = fake.add_space(LIBRARY, bin_item_sizes=[1])
-    smh: SMHClient | None = None
-
-    async def mint() -> TokenGrant:
-        assert smh is not None
-        return await smh.create_token()
-
-    async def renew(token: str) -> TokenGrant:
-        assert smh is not None
-        return await smh.renew_token(token)
-
+    client: list[SMHClient] = []  # the provider calls the client that holds it
     # Renewed once less than 90% of the 3 s life is left: after 0.3 s idle.
-    tokens = LibrarySecretToken(mint, renew, renew_margin=0.9)
-    async with SMHClient(make_settings(server), token_provider=tokens) as smh:
+    tokens = LibrarySecretToken(
+        lambda: client[0].create_token(),
+        lambda token: client[0].renew_token(token),
+        renew_margin=0.9,
+    )
+    client.append(SMHClient(make_settings(server), token_provider=tokens))
+    async with client[0] as smh:
         await tokens.get()
         await anyio.sleep(0.5)  # idle: renewal due, the token valid for 2.5 s more
         fake.add_fault(Fault("status", status=503, route="token_renew"))

@@ -161,7 +161,7 @@ class PurgeRun:
         self.stop_on_auth, self.max_spaces, self.grace = stop_on_auth, max_spaces, grace
         # Refused for every space alike (a static or host-made token may be scoped to some
         # spaces: then only the others are refused, and the run goes on).
-        self._scope_fatal = bool(getattr(client, "_mints_unscoped", False))
+        self._scope_fatal = client._mints_unscoped
         self.max_duration = max_duration
         self.progress_interval = progress_interval
         self.release: ReleaseWatcher | None = None
@@ -184,7 +184,7 @@ class PurgeRun:
         self.started_at = 0.0
         self._expected: tuple[int, bool] | None = (total, True) if total is not None else None
         self._source_done = False
-        self._taken = 0  # jobs workers took from the queue (started or reported not started)
+        self._queue: MemoryObjectReceiveStream[Job] | None = None  # jobs not yet taken
         self._seen = FingerprintSet()
         self._stopping = False
         self._room: anyio.Event | None = None  # set when a worker takes a queued job
@@ -316,6 +316,7 @@ class PurgeRun:
 
     async def _purge(self, space_ids: SpaceSource) -> None:
         send, receive = anyio.create_memory_object_stream[Job](self.concurrency)
+        self._queue = receive
         # The producer is outside the workers' scope: when the grace runs out after a stop,
         # it still reads the rest of the input to report what was never started.
         async with anyio.create_task_group() as tg:
@@ -339,7 +340,8 @@ class PurgeRun:
         await anyio.sleep(seconds)
         # Once every space has started, let them finish. Not merely every id read: up to
         # `concurrency` of them may still wait in the queue, and would start after the window.
-        if not (self._source_done and self._taken >= self.launched):
+        queued = self._queue is not None and self._queue.statistics().current_buffer_used > 0
+        if not self._source_done or queued:
             library_logger().warning(
                 "purge.max_duration", max_duration_s=seconds, in_flight=self.in_flight
             )
@@ -492,7 +494,6 @@ class PurgeRun:
     async def _work(self, receive: MemoryObjectReceiveStream[Job]) -> None:
         async with receive:
             while (job := await _next_job(receive)) is not None:
-                self._taken += 1
                 if self._room is not None:
                     self._room.set()  # the producer waits for room in the queue
                 space_id, size_before = job

@@ -243,7 +243,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
 
     ``environ``: ``SMH_*`` variables giving defaults to :data:`ENV_OPTIONS` (see
     :func:`read_environment`); a value that does not fit sets ``env_error`` on the parsed
-    arguments of the commands that read it, ``env_sources`` names the variables used.
+    arguments of the commands that read it, ``env_sources`` names the variables used, and
+    ``environ`` is all of them.
     """
     parser = argparse.ArgumentParser(
         prog="smh-async",
@@ -313,4 +314,6 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     demo = sub.add_parser("demo", help="seed the emulator and purge it through the real path")
     demo.add_argument("--spaces", type=int, default=2000, help="tenant spaces to seed (2000)")
     demo.add_argument("--concurrency", type=int, default=64, help="requests in flight (64)")
+    # The SMH_* variables read once for the run (the shard, the unknown-variable warning).
+    parser.set_defaults(environ=dict(environ or {}))
     return parser

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -27,7 +27,7 @@ import structlog
 
 from smh_async._auth import TOKEN_UNAVAILABLE, LibrarySecretToken
 from smh_async._bulk import FATAL_AUTH_CODES, PurgeRun
-from smh_async._cli_args import ENV_OPTIONS, SETTING_FLAGS, env_name, read_environment
+from smh_async._cli_args import ENV_OPTIONS, SETTING_FLAGS, env_name
 from smh_async._client import SMHClient
 from smh_async._console import ALREADY_DONE, ProgressLog, SafeStream, StatusLine, print_summary, say
 from smh_async._dedupe import FingerprintSet
@@ -110,11 +110,11 @@ def _setup(
         fmt=args.log_format, level=level, secrets=_secrets(settings), stream=stream
     )
     if _parent_pid() is None or str(getattr(args, "shard", None)).startswith("0/"):
-        _warn_unknown_variables()  # under --processes its first child speaks for the run
+        _warn_unknown_variables(args.environ)  # under --processes, child 0 speaks for all
     return settings, redactor
 
 
-def _warn_unknown_variables() -> None:
+def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
     """Name each ``SMH_*`` variable (environment or .env) that nothing reads, never its
     value: a misspelt ``SMH_DRYRUN=1`` would otherwise run a real purge without a word."""
     known = {env_name(field) for field in SMHSettings.model_fields}
@@ -122,7 +122,7 @@ def _warn_unknown_variables() -> None:
     known |= {COUNT_ENV, SHARD_INDEX_ENV, PARENT_PID_ENV, LIVE_LINE_ENV}
     known |= set(FLAG_SECRET_ENV.values())
     log = structlog.get_logger("smh_async.cli")
-    for name in sorted(read_environment()):
+    for name in sorted(environ):
         if name.upper() not in known:  # the settings' names are not case-sensitive
             close = difflib.get_close_matches(name.upper(), known, n=1)
             log.warning(
@@ -171,7 +171,7 @@ def _check_args(args: argparse.Namespace) -> Shard | None:
     check_files(args)
     try:
         # SMH_SHARD_* from .env too, as every SMH_* variable (JOB_COMPLETION_INDEX: Kubernetes').
-        return Shard.parse(args.shard, {**os.environ, **read_environment()})
+        return Shard.parse(args.shard, {**os.environ, **args.environ})
     except ValueError as exc:
         raise UsageError(f"--shard: {exc}") from None
 

@@ -144,7 +144,7 @@ def _multi_process_purge(args: argparse.Namespace, argv: list[str]) -> int:
     """``purge --processes N``: N shard processes, one merged report (smh_async._multiproc)."""
     if not 1 < args.processes <= 256:
         raise UsageError("--processes must be between 1 and 256")
-    if args.shard or read_environment().get(COUNT_ENV, "").strip():
+    if args.shard or args.environ.get(COUNT_ENV, "").strip():
         raise UsageError(
             "--processes cannot take --shard or SMH_SHARD_COUNT (it makes the shards itself)"
         )
